@@ -1,0 +1,16 @@
+"""Shared test setup: a private ROS 2 domain per test session and hypothesis profiles."""
+import os
+import random
+
+from hypothesis import HealthCheck, settings
+
+# Each session talks on its own DDS domain over loopback, so parallel runs never cross-talk.
+# Set before any rclpy import initialises a context; child processes inherit it.
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+settings.register_profile("default", max_examples=200, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", max_examples=1000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
