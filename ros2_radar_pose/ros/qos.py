@@ -1,0 +1,25 @@
+"""QoS profiles of the package's topics.
+
+Sensor subscriptions are best effort (they accept any publisher, reliable or not); sensor
+publications are reliable with a short keep-last history, so that RViz and ``ros2 bag record``
+(reliable by default) can subscribe and a slow subscriber costs old frames, never memory.
+"""
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+
+SENSOR_SUBSCRIPTION = qos_profile_sensor_data
+SENSOR_PUBLICATION = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
+                                reliability=ReliabilityPolicy.RELIABLE,
+                                durability=DurabilityPolicy.VOLATILE)
+# tf2_ros's own profiles: dynamic TF reliable, volatile, depth 100; static TF transient-local.
+TF = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                durability=DurabilityPolicy.VOLATILE)
+TF_STATIC = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
+DIAGNOSTICS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.VOLATILE)
