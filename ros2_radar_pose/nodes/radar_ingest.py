@@ -1,0 +1,225 @@
+"""radar_ingest: raw mmWave clouds in, the tracked person's cloud out.
+
+Input: ``radar/points`` (PointCloud2 of any layout, e.g. ti_mmwave_rospkg) or, with
+``source: uart``, the TI UART byte stream read straight from the radar (or from a recorded
+file). Output: ``radar_pose/points`` (float32 x, y, z, velocity, intensity; the input's stamp;
+the input's frame, or ``frame_id`` when the input has none) and ``/diagnostics``.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from scipy.spatial.transform import Rotation
+from sensor_msgs.msg import PointCloud2
+from std_msgs.msg import Header
+
+from ros2_radar_pose.radar.fields import FieldMappingError
+from ros2_radar_pose.radar.preprocess import CloudPreprocessor, PreprocessConfig, RigidTransform
+from ros2_radar_pose.radar.ti_uart import FileByteSource, SerialRadar, TIFrameParser, iter_frames, ti_to_ros_axes
+from ros2_radar_pose.ros.diagnostics import ERROR, OK, WARN, NodeDiagnostics
+from ros2_radar_pose.ros.params import ParameterError, declare, declare_dataclass
+from ros2_radar_pose.ros.pointcloud2 import CloudDecoder, PointCloudError, cloud_to_pointcloud2
+from ros2_radar_pose.ros.qos import SENSOR_PUBLICATION, SENSOR_SUBSCRIPTION
+from ros2_radar_pose.ros.time import from_seconds, to_seconds
+
+PARSER_PROBLEMS = ("frames_truncated", "frames_invalid", "point_count_mismatches", "side_info_mismatches")
+
+
+class RadarIngestNode(Node):
+    def __init__(self, **node_options):
+        super().__init__("radar_ingest", **node_options)
+        self._stop = threading.Event()
+        self._uart_thread: threading.Thread | None = None
+        param = lambda name, default, description="": declare(self, name, default, description)  # noqa: E731
+        self.source = param("source", "topic", "topic: subscribe to radar/points; uart: read the TI UART "
+                            "stream (uart.* parameters)")
+        if self.source not in ("topic", "uart"):
+            raise ParameterError(f"parameter 'source' must be 'topic' or 'uart', got {self.source!r}")
+        self.frame_id = param("frame_id", "radar_link", "frame of clouds whose frame_id is empty, and of "
+                              "the UART stream")
+        max_points = param("max_points", 20000, "clouds with more points are dropped as malformed")
+        self.stale_after = param("stale_after", 2.0, "seconds without input before diagnostics say ERROR")
+        self.decode = CloudDecoder({name: param(f"fields.{name}", "", f"input field read as {name} (empty: "
+                                                "the usual names)") for name in ("velocity", "intensity")},
+                                   max_points)
+        self.uart = {
+            "replay_file": param("uart.replay_file", "", "read this recorded byte stream instead of the radar"),
+            "replay_rate": param("uart.replay_rate", 20.0, "frames per second when replaying (0: as read)"),
+            "replay_loop": param("uart.replay_loop", False, "replay the file again and again"),
+            "replay_wait_subscribers": param("uart.replay_wait_subscribers", 0, "start the replay once "
+                                             "radar_pose/points has this many subscribers"),
+            "device": param("uart.device", "auto", "auto, xwr14xx, xwr16xx, xwr18xx or xwr68xx"),
+            "ti_to_ros_axes": param("uart.ti_to_ros_axes", True, "turn TI axes (y forward) into ROS axes"),
+            "cli_port": param("uart.cli_port", "/dev/ttyUSB0", "radar CLI port (115200 baud)"),
+            "data_port": param("uart.data_port", "/dev/ttyUSB1", "radar data port (921600 baud)"),
+            "config_file": param("uart.config_file", "", "mmWave .cfg sent on the CLI port (empty: the radar "
+                                 "is already configured)"),
+        }
+        self.target_frame = param("transform.target_frame", "", "express clouds in this frame (empty: the "
+                                  "sensor frame)")
+        translation = param("transform.translation", [0.0, 0.0, 0.0], "sensor origin in target_frame, m")
+        rpy = param("transform.rpy", [0.0, 0.0, 0.0], "sensor roll, pitch, yaw in target_frame, rad")
+        if len(translation) != 3 or len(rpy) != 3:
+            raise ParameterError("parameters 'transform.translation' and 'transform.rpy' take 3 numbers each")
+        transform = None
+        if self.target_frame:
+            transform = RigidTransform(Rotation.from_euler("xyz", rpy).as_matrix(), np.array(translation))
+        try:
+            config = declare_dataclass(self, "preprocess", PreprocessConfig)
+        except ValueError as error:
+            raise ParameterError(str(error)) from None
+        self.preprocessor = CloudPreprocessor(config, transform)
+
+        self._lock = threading.Lock()
+        self._frames = self._points_in = self._points_out = self._empty = self._dropped = 0
+        self._last_input: float | None = None
+        self._window_start, self._window_frames = time.monotonic(), 0
+        self.publisher = self.create_publisher(PointCloud2, "radar_pose/points", SENSOR_PUBLICATION)
+        self.diagnostics = NodeDiagnostics(self, "radar ingest", self._status, hardware_id=self.frame_id,
+                                           period=param("diagnostics_period", 1.0))
+        if self.source == "topic":
+            self.create_subscription(PointCloud2, "radar/points", self.on_cloud, SENSOR_SUBSCRIPTION)
+            origin = self.resolve_topic_name("radar/points")
+        else:
+            self._uart_thread = threading.Thread(target=self._read_uart, name="uart", daemon=True)
+            self._uart_thread.start()
+            origin = self.uart["replay_file"] or self.uart["data_port"]
+        self.get_logger().info(f"reading {origin}, publishing {self.publisher.topic_name}")
+
+    # -- input ------------------------------------------------------------------------------
+
+    def on_cloud(self, msg: PointCloud2) -> None:
+        """A PointCloud2 from the radar driver."""
+        try:
+            cloud = self.decode(msg)
+        except PointCloudError as error:
+            self._drop(error.kind, str(error))
+            return
+        except FieldMappingError as error:
+            self._drop("missing_field", str(error))
+            return
+        except Exception:  # a bug must cost one frame, not the node
+            self._drop("internal_error", traceback.format_exc())
+            return
+        stamp = to_seconds(msg.header.stamp)
+        if stamp == 0.0:
+            self.diagnostics.problem("zero_stamp", "the input's stamp is 0; the receive time is used")
+            stamp = self.get_clock().now().nanoseconds * 1e-9
+        self._publish(cloud, stamp, msg.header.frame_id or self.frame_id)
+
+    def _read_uart(self) -> None:
+        """Reader thread: bytes from the radar (or a recording) -> frames -> published clouds."""
+        uart = self.uart
+        replay, rate = uart["replay_file"], uart["replay_rate"]
+        parser = TIFrameParser(uart["device"])
+        reported = dict.fromkeys(PARSER_PROBLEMS, 0)
+        while replay and self.publisher.get_subscription_count() < uart["replay_wait_subscribers"]:
+            if self._stop.wait(0.05):
+                return
+        while not self._stop.is_set():
+            try:
+                source = (FileByteSource(replay, loop=uart["replay_loop"]) if replay else
+                          SerialRadar(uart["cli_port"], uart["data_port"], uart["config_file"] or None))
+            except Exception as error:  # a missing file or device: say so, retry, keep running
+                self.diagnostics.problem("uart_open", f"cannot open {replay or uart['data_port']}: {error}")
+                self._stop.wait(1.0)
+                continue
+            next_due = time.monotonic()
+            try:
+                for frame in iter_frames(source, parser, stop=self._stop.is_set):
+                    for kind in PARSER_PROBLEMS:
+                        count = getattr(parser.stats, kind)
+                        if count > reported[kind]:
+                            reported[kind] = count
+                            self.diagnostics.problem(kind, parser.stats.last_error_by_kind.get(kind, ""))
+                    if replay and rate > 0:
+                        # Pace to the recorded rate; after a stall, catch up by at most a second.
+                        next_due = max(next_due + 1.0 / rate, time.monotonic() - 1.0)
+                        self._stop.wait(max(0.0, next_due - time.monotonic()))
+                    cloud = ti_to_ros_axes(frame.points) if uart["ti_to_ros_axes"] else frame.points
+                    self._publish(cloud, self.get_clock().now().nanoseconds * 1e-9, self.frame_id)
+            except Exception as error:  # an unplugged radar: report and reopen
+                self.diagnostics.problem("uart_read", f"{type(error).__name__}: {error}")
+                self._stop.wait(1.0)
+            finally:
+                source.close()
+            if replay and not uart["replay_loop"]:
+                self.get_logger().info(f"replay of {replay} finished: {parser.stats.frames_ok} frames, "
+                                       f"{parser.stats.bytes_discarded} bytes discarded")
+                return
+
+    # -- output -----------------------------------------------------------------------------
+
+    def _publish(self, cloud: np.ndarray, stamp: float, frame_id: str) -> None:
+        try:
+            result = self.preprocessor.process(cloud, stamp)
+        except Exception:  # a bug must cost one frame, not the node
+            self._drop("internal_error", traceback.format_exc())
+            return
+        if result.n_finite < result.n_input:
+            self.diagnostics.problem("non_finite_points", f"{result.n_input - result.n_finite} of "
+                                     f"{result.n_input} points have NaN or inf values; those points are dropped")
+        header = Header(stamp=from_seconds(stamp), frame_id=self.target_frame or frame_id)
+        self.publisher.publish(cloud_to_pointcloud2(result.cloud, header))
+        with self._lock:
+            self._frames += 1
+            self._window_frames += 1
+            self._points_in += result.n_input
+            self._points_out += len(result.cloud)
+            self._empty += result.n_input == 0
+            self._last_input = time.monotonic()
+
+    def _drop(self, kind: str, message: str) -> None:
+        with self._lock:
+            self._dropped += 1
+            self._last_input = time.monotonic()
+        self.diagnostics.problem(kind, f"{message}; frame dropped")
+
+    def _status(self) -> tuple[bytes, str, dict]:
+        now = time.monotonic()
+        with self._lock:
+            rate = self._window_frames / max(now - self._window_start, 1e-9)
+            self._window_start, self._window_frames = now, 0
+            frames = max(self._frames, 1)
+            values = {"rate_hz": rate, "frames": self._frames, "frames_dropped": self._dropped,
+                      "frames_empty": self._empty, "points_in_per_frame": self._points_in / frames,
+                      "points_out_per_frame": self._points_out / frames, "source": self.source}
+            silent = None if self._last_input is None else now - self._last_input
+        if silent is None:
+            return WARN, "waiting for input", values
+        if silent > self.stale_after:
+            return ERROR, f"no input for {silent:.1f} s", values
+        return OK, f"{rate:.1f} Hz, {values['points_out_per_frame']:.1f} points/frame out", values
+
+    def destroy_node(self) -> None:
+        self._stop.set()
+        if self._uart_thread is not None:
+            self._uart_thread.join(timeout=2.0)
+        super().destroy_node()
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = RadarIngestNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ParameterError as error:  # one clear line, no traceback
+        rclpy.logging.get_logger("radar_ingest").fatal(str(error))
+        raise SystemExit(2) from None
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
