@@ -34,7 +34,8 @@ def test_colcon_build_installs_nodes_launch_and_config(tmp_path):
 
     # The installed node runs from the install space (not the source tree) and finds its share.
     site = next(install.glob("lib/python*/site-packages"))
-    env = dict(os.environ, PYTHONPATH=str(site), AMENT_PREFIX_PATH=f"{install}:{os.environ.get('AMENT_PREFIX_PATH', '')}")
+    ament = f"{install}:{os.environ.get('AMENT_PREFIX_PATH', '')}"
+    env = dict(os.environ, PYTHONPATH=str(site), AMENT_PREFIX_PATH=ament)
     probe = ("import ros2_radar_pose, ros2_radar_pose.resources as r; print(ros2_radar_pose.__file__); "
              "print(r.share_file('config/radar_pose.yaml'))")
     result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
