@@ -115,7 +115,14 @@ def main() -> None:
     targets = {f"{stage}_speedup_at_{n}_ge_20": results[n][f"{prefix}speedup"] >= TARGET_SPEEDUP
                for stage, prefix in (("decode", "decode_"), ("pipeline", "")) for n in ("64", "512")}
     targets["pipeline_fps_at_64_ge_5000"] = results["64"]["ours_fps"] >= TARGET_FPS_64
-    print(json.dumps({"bench": "ingest", "points_per_frame": results, "targets_met": targets,
+    # Cost per frame must not grow faster than the points: time per point at 8x the points.
+    scaling = {}
+    for n in (4096, 32768):
+        messages = scene(n, max(20, 200 * 4096 // n))
+        scaling[str(n)] = round(1e6 / frames_per_second(ours(config), messages) / n, 4)
+    targets["linear_per_frame_cost"] = scaling["32768"] <= 1.5 * scaling["4096"]
+    print(json.dumps({"bench": "ingest", "points_per_frame": results, "pipeline_us_per_point": scaling,
+                      "targets_met": targets,
                       "cpu": platform.processor() or platform.machine(), "cores_used": 1}))
 
 
