@@ -2,7 +2,6 @@
 import itertools
 import struct
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -471,6 +470,8 @@ def test_byte_flips_only_cost_the_frames_they_hit(count, flips, chunks, seed):
     assert all(k in got for k in untouched)
 
 
+# The two time bounds below are ~20x what the parser needs: they catch quadratic rescanning
+# (which would take minutes), not speed, which bench/ measures.
 def test_feed_is_fast_on_random_data_and_on_a_flood_of_magic_words():
     rng = np.random.default_rng(0)
     noise = garbage(rng.integers(0, 256, 2_000_000, dtype=np.uint8).tobytes())
@@ -698,9 +699,3 @@ def test_iter_frames_stops_on_request():
     assert list(iter_frames(Silent(), TIFrameParser(), stop=lambda: next(calls))) == []
     assert Silent.reads == 2
 
-
-def test_module_has_no_ros_imports():
-    import ros2_radar_pose.radar.ti_uart as module
-
-    source = Path(module.__file__).read_text(encoding="utf-8")
-    assert "rclpy" not in source and "_msgs" not in source
