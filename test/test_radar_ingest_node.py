@@ -207,11 +207,16 @@ def test_uart_replay_of_a_damaged_stream(tmp_path, probe):
         assert all(c.header.frame_id == "radar_link" for c in probe.clouds)
 
 
-def test_a_bad_parameter_is_one_clear_error(tmp_path):
+@pytest.mark.parametrize("param, message", [
+    ("preprocess.range_max:=-1.0", "range_min must be >= 0 and below range_max"),
+    ("uart.device:=xwr99xx", "'uart.device' must be one of auto, xwr14xx"),
+    ("max_points:=many", "'max_points' must be an integer, got 'many'"),
+])
+def test_a_bad_parameter_is_one_clear_error(param, message):
     result = subprocess.run([console_script("radar_ingest"), "--ros-args", "--params-file", str(CONFIG),
-                             "-p", "preprocess.range_max:=-1.0"], capture_output=True, text=True, timeout=30)
+                             "-p", param], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
-    assert "range_min must be >= 0 and below range_max" in result.stderr + result.stdout
+    assert message in result.stderr + result.stdout
     assert "Traceback" not in result.stderr + result.stdout
 
 

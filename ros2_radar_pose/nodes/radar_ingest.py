@@ -21,7 +21,14 @@ from std_msgs.msg import Header
 
 from ros2_radar_pose.radar.fields import FieldMappingError
 from ros2_radar_pose.radar.preprocess import CloudPreprocessor, PreprocessConfig, RigidTransform
-from ros2_radar_pose.radar.ti_uart import FileByteSource, SerialRadar, TIFrameParser, iter_frames, ti_to_ros_axes
+from ros2_radar_pose.radar.ti_uart import (
+    DEVICES,
+    FileByteSource,
+    SerialRadar,
+    TIFrameParser,
+    iter_frames,
+    ti_to_ros_axes,
+)
 from ros2_radar_pose.ros.diagnostics import ERROR, OK, WARN, NodeDiagnostics
 from ros2_radar_pose.ros.params import ParameterError, declare, declare_dataclass
 from ros2_radar_pose.ros.pointcloud2 import CloudDecoder, PointCloudError, cloud_to_pointcloud2
@@ -61,6 +68,9 @@ class RadarIngestNode(Node):
             "config_file": param("uart.config_file", "", "mmWave .cfg sent on the CLI port (empty: the radar "
                                  "is already configured)"),
         }
+        if self.uart["device"] not in DEVICES:
+            raise ParameterError(f"parameter 'uart.device' must be one of {', '.join(DEVICES)}, "
+                                 f"got {self.uart['device']!r}")
         self.target_frame = param("transform.target_frame", "", "express clouds in this frame (empty: the "
                                   "sensor frame)")
         translation = param("transform.translation", [0.0, 0.0, 0.0], "sensor origin in target_frame, m")
