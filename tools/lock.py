@@ -32,7 +32,8 @@ def interpreter(version: str) -> str:
     """A Python of ``version`` ("3.10"): this one, python3.X on PATH, or one of pyenv's."""
     if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
         return sys.executable
-    candidates = [shutil.which(f"python{version}"), *map(str, Path.home().glob(f".pyenv/versions/{version}.*/bin/python3"))]
+    pyenv = Path.home().glob(f".pyenv/versions/{version}.*/bin/python3")
+    candidates = [shutil.which(f"python{version}"), *map(str, pyenv)]
     for candidate in filter(None, candidates):
         if subprocess.run([candidate, "--version"], capture_output=True).returncode == 0:
             return candidate
