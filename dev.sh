@@ -63,8 +63,11 @@ setup() {
     fi
     if [[ $mode == system-ros-* ]]; then
         # NumPy, SciPy and PyYAML come from apt on a ROS machine: the ROS message extensions are
-        # compiled against that NumPy, so a pinned one must not shadow it.
-        grep -vE '^(numpy|scipy|PyYAML)==' "$root/$lock" > "$venv/requirements.txt"
+        # compiled against that NumPy, so a pinned one must not shadow it. A torch already
+        # installed for the machine (CUDA, Jetson) is kept too.
+        system='numpy|scipy|PyYAML'
+        python3 -c 'import torch' 2>/dev/null && system="$system|torch|triton|nvidia-.*|cuda-.*"
+        grep -vE "^($system)==" "$root/$lock" > "$venv/requirements.txt"
         pip_quiet install --no-deps -r "$venv/requirements.txt"
     else
         pip_quiet install --no-deps -r "$root/$lock"

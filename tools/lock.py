@@ -23,8 +23,8 @@ REQUIREMENTS = Path(__file__).resolve().parent.parent / "requirements"
 
 # lock file -> (input files, Python version it is resolved for)
 LOCKS = {
-    "lock-pypi-ros.txt": (["ros-kilted-pypi.in", "python.in", "test.in"], "3.11"),
-    "lock-python.txt": (["python.in", "test.in"], "3.10"),
+    "lock-pypi-ros.txt": (["ros-kilted-pypi.in", "python.in", "ml.in", "test.in"], "3.11"),
+    "lock-python.txt": (["python.in", "ml.in", "test.in"], "3.10"),
 }
 
 
@@ -50,7 +50,8 @@ def resolve(inputs: list[str], python: str) -> list[tuple[str, str]]:
             cmd += ["-r", str(REQUIREMENTS / name)]
         subprocess.run(cmd, check=True)
         items = json.loads(report.read_text())["install"]
-    return sorted(((i["metadata"]["name"], i["metadata"]["version"]) for i in items),
+    # A local label (torch's "+cpu") names one build; the pin should name the release.
+    return sorted(((i["metadata"]["name"], i["metadata"]["version"].split("+")[0]) for i in items),
                   key=lambda nv: nv[0].lower())
 
 
