@@ -13,6 +13,18 @@ def _demo(args: argparse.Namespace) -> int:
                     workdir=args.workdir)
 
 
+def _smpl_to_npz(args: argparse.Namespace) -> int:
+    from ros2_radar_pose.body.smpl_file import SMPLFileError, convert_smpl_to_npz
+
+    try:
+        convert_smpl_to_npz(args.source, args.target)
+    except SMPLFileError as error:
+        print(f"radar-pose smpl-to-npz: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.target}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="radar-pose", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -25,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="ROS_DOMAIN_ID for the demo's nodes (default: a random private one)")
     demo.add_argument("--workdir", type=Path, default=None, help="where the stream and logs go (default: a temp dir)")
     demo.set_defaults(run=_demo)
+    smpl = commands.add_parser("smpl-to-npz", help="turn an official SMPL .pkl (chumpy arrays need chumpy "
+                                                   "installed) into an .npz of plain arrays that loads anywhere")
+    smpl.add_argument("source", type=Path, help="SMPL model .pkl")
+    smpl.add_argument("target", type=Path, help="the .npz to write")
+    smpl.set_defaults(run=_smpl_to_npz)
     return parser
 
 
