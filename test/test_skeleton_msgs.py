@@ -1,9 +1,14 @@
 """Skeleton arrays -> PoseArray, TF and markers: known answers and composition of TF frames."""
 import numpy as np
+import torch
 from scipy.spatial.transform import Rotation
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
+from ros2_radar_pose.body.joint_sets import SMPL_24, JointSet
+from ros2_radar_pose.body.limits import random_pose
+from ros2_radar_pose.body.models import AnthropometricBody
+from ros2_radar_pose.body.rotations import matrix_to_quaternion
 from ros2_radar_pose.ros.skeleton import (
     pose_array_to_skeleton,
     skeleton_to_markers,
@@ -12,8 +17,7 @@ from ros2_radar_pose.ros.skeleton import (
 )
 
 # A small tree: pelvis -> spine -> head, pelvis -> left hip -> left knee.
-NAMES = ["pelvis", "spine", "head", "left_hip", "left_knee"]
-PARENTS = [-1, 0, 1, 0, 3]
+SMALL = JointSet("small", ("pelvis", "spine", "head", "left_hip", "left_knee"), (-1, 0, 1, 0, 3))
 
 
 def random_skeleton(seed):
@@ -38,9 +42,9 @@ def test_composing_tf_frames_reproduces_global_joints():
     positions, rotations = random_skeleton(1)
     header = Header(frame_id="radar_link")
     header.stamp.sec = 7
-    tf = skeleton_to_tf(positions, rotations, PARENTS, NAMES, header, body_id="3")
+    tf = skeleton_to_tf(positions, rotations, SMALL, header, body_id="3")
     frames = {t.child_frame_id: t for t in tf.transforms}
-    assert set(frames) == {"body_3"} | {f"{n}_3" for n in NAMES}
+    assert set(frames) == {"body_3"} | {f"{n}_3" for n in SMALL.names}
     assert frames["body_3"].header.frame_id == "radar_link"
     assert frames["pelvis_3"].header.frame_id == "body_3"
     assert frames["left_knee_3"].header.frame_id == "left_hip_3"
@@ -57,15 +61,35 @@ def test_composing_tf_frames_reproduces_global_joints():
         parent_rotation, parent_translation = to_radar(t.header.frame_id)
         return parent_rotation * rotation, parent_rotation.apply(translation) + parent_translation
 
-    for joint, name in enumerate(NAMES):
+    for joint, name in enumerate(SMALL.names):
         rotation, translation = to_radar(f"{name}_3")
         np.testing.assert_allclose(translation, positions[joint], atol=1e-12)
         assert (rotation.inv() * Rotation.from_quat(rotations[joint])).magnitude() < 1e-9
 
 
+def test_tf_of_a_posed_smpl_body_reproduces_its_joints():
+    body = AnthropometricBody()
+    local = random_pose(1, torch.Generator().manual_seed(5))
+    pose = body(torch.zeros(1, 4), local, torch.tensor([[1.0, 0.2, 2.5]], dtype=torch.float64))
+    positions, rotations = pose.joints[0, :24].numpy(), matrix_to_quaternion(pose.global_rotations[0]).numpy()
+    tf = skeleton_to_tf(positions, rotations, SMPL_24, Header(frame_id="radar_link"), body_id="0")
+    frames = {t.child_frame_id: t for t in tf.transforms}
+    assert len(frames) == 25 and frames["left_knee_0"].header.frame_id == "left_hip_0"
+    for joint, name in enumerate(SMPL_24.names):
+        transform, frame = np.eye(4), f"{name}_0"
+        while frame != "radar_link":                  # compose up the tree, as tf2 would
+            t = frames[frame].transform
+            step = np.eye(4)
+            step[:3, :3] = Rotation.from_quat([t.rotation.x, t.rotation.y, t.rotation.z, t.rotation.w]).as_matrix()
+            step[:3, 3] = [t.translation.x, t.translation.y, t.translation.z]
+            transform, frame = step @ transform, frames[frame].header.frame_id
+        np.testing.assert_allclose(transform[:3, 3], positions[joint], atol=1e-9)
+        np.testing.assert_allclose(transform[:3, :3], pose.global_rotations[0, joint].numpy(), atol=1e-9)
+
+
 def test_markers_have_stable_ids_bones_and_joints():
     positions, _ = random_skeleton(2)
-    markers = skeleton_to_markers(positions, PARENTS, Header(frame_id="radar_link"), body_index=2).markers
+    markers = skeleton_to_markers(positions, SMALL, Header(frame_id="radar_link"), body_index=2).markers
     bones, joints = markers
     assert (bones.id, joints.id) == (4, 5)
     assert bones.type == Marker.LINE_LIST and joints.type == Marker.SPHERE_LIST

@@ -1,12 +1,11 @@
 """Skeleton arrays -> PoseArray, TFMessage (REP-155 frames) and MarkerArray, and back.
 
 A skeleton is ``positions`` (J, 3) in the header's frame and ``rotations`` (J, 4), each joint's
-global orientation as a quaternion (x, y, z, w), with ``parents`` (J,) giving the kinematic tree
-(-1 at the root). Message objects are built per joint (J is tens, never per radar point).
+global orientation as a quaternion (x, y, z, w), in the order of a JointSet (SMPL-24 unless a
+parameter says otherwise), whose parents give the kinematic tree. Message objects are built per
+joint (J is tens, never per radar point).
 """
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Duration
@@ -15,6 +14,8 @@ from scipy.spatial.transform import Rotation
 from std_msgs.msg import ColorRGBA, Header
 from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import Marker, MarkerArray
+
+from ros2_radar_pose.body.joint_sets import JointSet
 
 
 def _identity_rotations(count: int) -> np.ndarray:
@@ -43,11 +44,13 @@ def joint_frame(name: str, body_id: str) -> str:
     return f"{name}_{body_id}"
 
 
-def skeleton_to_tf(positions: np.ndarray, rotations: np.ndarray, parents: Sequence[int],
-                   names: Sequence[str], header: Header, body_id: str) -> TFMessage:
-    """TF frames for one body: ``body_<id>`` at the root joint under ``header.frame_id``, then one
-    ``<joint>_<id>`` frame per joint with its transform relative to its parent's frame (the root
-    joint's frame coincides with ``body_<id>``)."""
+def skeleton_to_tf(positions: np.ndarray, rotations: np.ndarray, joint_set: JointSet, header: Header,
+                   body_id: str) -> TFMessage:
+    """TF frames for one body (REP-155): ``body_<id>`` at the root joint under
+    ``header.frame_id``, then one ``<joint>_<id>`` frame per joint of ``joint_set`` with its
+    transform relative to its parent's frame (the root joint's frame coincides with ``body_<id>``).
+    ``positions`` (J, 3) and global ``rotations`` (J, 4) (x, y, z, w) in the header's frame."""
+    parents, names = joint_set.parents, joint_set.names
     positions = np.asarray(positions, dtype=np.float64)
     rotations = Rotation.from_quat(np.asarray(rotations, dtype=np.float64))
     parents = np.asarray(parents)
@@ -75,7 +78,7 @@ def _transform(header: Header, child: str, translation, rotation) -> TransformSt
     return msg
 
 
-def skeleton_to_markers(positions: np.ndarray, parents: Sequence[int], header: Header, body_index: int = 0,
+def skeleton_to_markers(positions: np.ndarray, joint_set: JointSet, header: Header, body_index: int = 0,
                         namespace: str = "skeleton", color: tuple[float, float, float, float] = (0.1, 0.8, 0.3, 1.0),
                         lifetime: float = 0.5) -> MarkerArray:
     """Bones as one LINE_LIST and joints as one SPHERE_LIST. Marker ids are 2*body_index and
@@ -87,7 +90,7 @@ def skeleton_to_markers(positions: np.ndarray, parents: Sequence[int], header: H
     life = Duration(sec=seconds, nanosec=int(round((lifetime - seconds) * 1e9)))
     bones = Marker(header=header, ns=namespace, id=2 * body_index, type=Marker.LINE_LIST, action=Marker.ADD,
                    color=rgba, lifetime=life,
-                   points=[p for j, parent in enumerate(parents) if parent >= 0 for p in (points[parent], points[j])])
+                   points=[p for parent, child in joint_set.bones for p in (points[parent], points[child])])
     bones.scale.x = 0.02
     joints = Marker(header=header, ns=namespace, id=2 * body_index + 1, type=Marker.SPHERE_LIST,
                     action=Marker.ADD, color=rgba, lifetime=life, points=points)
