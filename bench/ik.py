@@ -56,6 +56,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time torch.compile(inverse_kinematics) at batch 1 (compiling takes ~1 min)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = {}
@@ -71,6 +73,13 @@ def main() -> None:
             reference_ms = milliseconds(reference_inverse_kinematics, data, args.device)
             results[str(batch)] = {"ours_ms": round(ours_ms, 3), "reference_ms": round(reference_ms, 3),
                                    "speedup": round(reference_ms / ours_ms, 2)}
+        if args.compile:
+            data = inputs(1, args.device)
+            compiled = torch.compile(inverse_kinematics)
+            start = time.perf_counter()
+            compiled(*data)
+            results["1"]["compile_s"] = round(time.perf_counter() - start, 1)
+            results["1"]["compiled_ms"] = round(milliseconds(compiled, data, args.device), 3)
     targets = {f"batch_{b}_under_{ms:g}_ms": results[str(b)]["ours_ms"] < ms for b, ms in TARGET_MS.items()}
     print(json.dumps({"bench": "ik", "device": args.device, "threads": args.threads, "dtype": "float32",
                       "batch": results, "targets_met": targets if args.device == "cpu" else None,

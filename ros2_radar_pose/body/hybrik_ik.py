@@ -132,7 +132,6 @@ def inverse_kinematics(targets: torch.Tensor, twist: torch.Tensor, rest_joints: 
         origins = pick(targets, "swung")
     axes = _unit(pick(bones, "kids"))                                            # (22, B, 3), rest bones
     twists, twist_ok = _twist_rotations(twist.transpose(0, 1).index_select(0, index["twist"]), axes, eps)
-    identity = torch.eye(3, dtype=targets.dtype, device=targets.device)
 
     root, root_bad = _kabsch(pick(bones, "root_children"), pick(targets, "root_children") - targets[:1],
                              pick(finite, "root_valid").all(0), eps)
@@ -168,9 +167,8 @@ def inverse_kinematics(targets: torch.Tensor, twist: torch.Tensor, rest_joints: 
         if not local:                 # a level of leaves only: nothing hangs below it
             continue
         rotations = torch.cat(local) if len(local) > 1 else local[0]
+        # Leaves come last in a level and parent nothing, so the chain stops short of them.
         chain = parent_chain[:level.n_rotations] @ rotations
-        if n > level.n_rotations:     # leaves end their chains; any frame will do
-            chain = torch.cat([chain, identity.expand(n - level.n_rotations, *chain.shape[1:])])
         all_local.append(rotations)
         all_bad.append(torch.cat(bad) if len(bad) > 1 else bad[0])
     local_rotations = pick(torch.cat(all_local), "rotation_inverse").transpose(0, 1)
@@ -251,7 +249,6 @@ def _kabsch(rest: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, eps: 
         rotation = u @ vh
         # det(u vh) = -1 is a reflection: flipping u's last column makes it the closest rotation.
         det = (torch.linalg.cross(rotation[:, 0], rotation[:, 1], dim=-1) * rotation[:, 2]).sum(-1)
-        flip = torch.ones_like(singular)
-        flip[:, 2] = det.sign()
-        rotation = (u * flip[:, None, :]) @ vh
+        u[:, :, 2] *= det.sign()[:, None]
+        rotation = u @ vh
     return torch.where(ok[:, None, None], rotation, identity), ~ok
