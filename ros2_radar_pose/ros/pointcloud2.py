@@ -51,22 +51,19 @@ def _layout_dtype(layout: tuple, point_step: int, is_bigendian: bool) -> np.dtyp
     order = ">" if is_bigendian else "<"
     names, formats, offsets = [], [], []
     for name, offset, datatype, count in layout:
-        field = PointField(name=name, offset=offset, datatype=datatype, count=count)
-        kind = _DATATYPE_TO_NUMPY.get(field.datatype)
+        kind = _DATATYPE_TO_NUMPY.get(datatype)
         if kind is None:
-            raise PointCloudError("unknown_datatype",
-                                  f"field '{field.name}' has unknown PointField datatype {field.datatype}")
-        if field.name in names:
-            raise PointCloudError("bad_layout", f"field '{field.name}' appears twice")
-        count = max(int(field.count), 1)
+            raise PointCloudError("unknown_datatype", f"field '{name}' has unknown PointField datatype {datatype}")
+        if name in names:
+            raise PointCloudError("bad_layout", f"field '{name}' appears twice")
+        count = max(int(count), 1)
         fmt = np.dtype(order + kind) if count == 1 else np.dtype((order + kind, (count,)))
-        if field.offset < 0 or field.offset + fmt.itemsize > point_step:
-            raise PointCloudError("bad_layout",
-                                  f"field '{field.name}' (offset {field.offset}, {fmt.itemsize} bytes) "
-                                  f"does not fit in point_step {point_step}")
-        names.append(field.name)
+        if offset < 0 or offset + fmt.itemsize > point_step:
+            raise PointCloudError("bad_layout", f"field '{name}' (offset {offset}, {fmt.itemsize} bytes) "
+                                                f"does not fit in point_step {point_step}")
+        names.append(name)
         formats.append(fmt)
-        offsets.append(field.offset)
+        offsets.append(offset)
     return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": point_step})
 
 
