@@ -30,10 +30,14 @@ def tree_levels(parents: tuple[int, ...]) -> tuple[tuple[tuple[int, ...], tuple[
     return tuple(levels)
 
 
+@lru_cache(maxsize=16)
+def _parent_index(parents: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    return torch.tensor([max(p, 0) for p in parents], device=device)
+
+
 def rest_bones(rest_joints: torch.Tensor, parents: Sequence[int]) -> torch.Tensor:
     """Each joint's rest offset from its parent, (B, N, 3); the root's is its rest position."""
-    parent_index = torch.tensor([max(p, 0) for p in parents], device=rest_joints.device)
-    bones = rest_joints - rest_joints[:, parent_index]
+    bones = rest_joints - rest_joints.index_select(1, _parent_index(tuple(parents), rest_joints.device))
     return torch.cat([rest_joints[:, :1], bones[:, 1:]], dim=1)
 
 
