@@ -11,10 +11,12 @@ import math
 import struct
 from collections import deque
 
+from ros2_radar_pose.radar.fields import DEFAULT_ALIASES
+from ros2_radar_pose.radar.preprocess import VOXEL_HASH_PRIMES
+
 _STRUCT = {1: "b", 2: "B", 3: "h", 4: "H", 5: "i", 6: "I", 7: "f", 8: "d"}
-_HASH_PRIMES = (73856093, 19349663, 83492791)
-_VELOCITY_NAMES = ("velocity", "doppler", "v_doppler_mps", "radial_velocity", "vel", "v")
-_INTENSITY_NAMES = ("intensity", "snr", "snr_db", "power", "rcs")
+_HASH_PRIMES = tuple(int(p) for p in VOXEL_HASH_PRIMES)
+_VELOCITY_NAMES, _INTENSITY_NAMES = DEFAULT_ALIASES["velocity"], DEFAULT_ALIASES["intensity"]
 
 
 def read_points(msg):

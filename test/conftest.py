@@ -1,6 +1,9 @@
 """Shared test setup: a private ROS 2 domain per test session and hypothesis profiles."""
 import os
 import random
+import shutil
+import sys
+from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 
@@ -14,3 +17,10 @@ settings.register_profile("default", max_examples=200, deadline=None,
 settings.register_profile("ci", max_examples=1000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def console_script(name: str) -> str:
+    """The installed console script ``name`` of the package (on PATH, or beside this Python)."""
+    path = shutil.which(name) or str(Path(sys.executable).parent / name)
+    assert Path(path).exists(), f"console script {name} is not installed"
+    return path

@@ -1,18 +1,15 @@
 """The README's main job (radar-pose demo), shortened: it must succeed and say what it saw."""
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from conftest import console_script
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
 def test_demo_runs_the_ingest_node_on_the_built_in_stream(tmp_path):
-    command = shutil.which("radar-pose") or str(Path(sys.executable).parent / "radar-pose")
-    result = subprocess.run([command, "demo", "--seconds", "5", "--rate", "40", "--workdir", str(tmp_path)],
-                            capture_output=True, text=True, timeout=120)
+    command = [console_script("radar-pose"), "demo", "--seconds", "5", "--rate", "40", "--workdir", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     # 200 packets, of which 8 were cut short or lied about their length.
     assert "intact packets published    192 / 192" in result.stdout

@@ -1,7 +1,5 @@
 """radar_ingest as its own process (its console script), talking over DDS."""
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -9,11 +7,13 @@ import numpy as np
 import pytest
 import rclpy
 import yaml
+from conftest import console_script
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 
+from bench.ingest import TI_MMWAVE  # ti_mmwave_rospkg's layout
 from ros2_radar_pose.processes import NodeProcess
 from ros2_radar_pose.radar.demo_scene import make_demo_stream
 from ros2_radar_pose.ros.pointcloud2 import array_to_pointcloud2, cloud_to_pointcloud2, pointcloud2_to_array
@@ -24,15 +24,6 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config" / "radar_pose.yaml"
-# ti_mmwave_rospkg's layout: x, y, z at 0/4/8, intensity at 16, velocity at 20, point_step 32.
-TI_MMWAVE = np.dtype({"names": ["x", "y", "z", "intensity", "velocity"], "formats": ["<f4"] * 5,
-                      "offsets": [0, 4, 8, 16, 20], "itemsize": 32})
-
-
-def console_script(name: str) -> str:
-    path = shutil.which(name) or str(Path(sys.executable).parent / name)
-    assert Path(path).exists(), f"console script {name} is not installed"
-    return path
 
 
 def start_ingest(tmp_path, *params: str) -> NodeProcess:

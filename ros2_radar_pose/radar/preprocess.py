@@ -34,7 +34,7 @@ from ros2_radar_pose.radar.points import INTENSITY, VELOCITY, XYZ, as_cloud, emp
 
 # Largest clustering grid side, in cells: bounds memory for unusual ROI/eps settings.
 _MAX_GRID_SIDE = 1024
-_HASH_PRIMES = np.array([73856093, 19349663, 83492791], dtype=np.int64)
+VOXEL_HASH_PRIMES = np.array([73856093, 19349663, 83492791], dtype=np.int64)
 _EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
 
 
@@ -121,7 +121,7 @@ def roi_mask(xyz: np.ndarray, intensity: np.ndarray, config: PreprocessConfig) -
 def voxel_hash(xyz: np.ndarray, voxel: float, table_bits: int) -> np.ndarray:
     """Hash each point's voxel into a table of 2**table_bits entries, (N,) int64."""
     cells = np.floor(xyz / voxel).astype(np.int64)
-    mixed = cells * _HASH_PRIMES
+    mixed = cells * VOXEL_HASH_PRIMES
     return (mixed[:, 0] ^ mixed[:, 1] ^ mixed[:, 2]) & ((1 << table_bits) - 1)
 
 
