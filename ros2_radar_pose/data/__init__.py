@@ -1,0 +1,1 @@
+"""Data: rosbag2 bags, time synchronisation, dataset importers (MARS) and synthetic data."""
