@@ -22,12 +22,11 @@ import time
 import numpy as np
 
 from bench.reference import ReferencePreprocessor, read_cloud
+from ros2_radar_pose.radar.fields import TI_MMWAVE
 from ros2_radar_pose.radar.preprocess import CloudPreprocessor, PreprocessConfig
 from ros2_radar_pose.ros.pointcloud2 import CloudDecoder, array_to_pointcloud2
 from ros2_radar_pose.ros.time import from_seconds
 
-TI_MMWAVE = np.dtype({"names": ["x", "y", "z", "intensity", "velocity"], "formats": ["<f4"] * 5,
-                      "offsets": [0, 4, 8, 16, 20], "itemsize": 32})
 TARGET_SPEEDUP, TARGET_FPS_64 = 20.0, 5000.0
 
 

@@ -13,9 +13,9 @@ from rclpy.node import Node
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 
-from bench.ingest import TI_MMWAVE  # ti_mmwave_rospkg's layout
 from ros2_radar_pose.processes import NodeProcess
 from ros2_radar_pose.radar.demo_scene import make_demo_stream
+from ros2_radar_pose.radar.fields import TI_MMWAVE  # ti_mmwave_rospkg's layout
 from ros2_radar_pose.ros.pointcloud2 import array_to_pointcloud2, cloud_to_pointcloud2, pointcloud2_to_array
 from ros2_radar_pose.ros.qos import DIAGNOSTICS, SENSOR_PUBLICATION
 from ros2_radar_pose.ros.time import from_seconds, to_seconds

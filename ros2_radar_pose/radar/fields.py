@@ -22,6 +22,10 @@ DEFAULT_ALIASES: dict[str, tuple[str, ...]] = {
 }
 REQUIRED = ("x", "y", "z")
 
+# ti_mmwave_rospkg's PointCloud2 point layout: what a real TI driver publishes on /radar/points.
+TI_MMWAVE = np.dtype({"names": ["x", "y", "z", "intensity", "velocity"], "formats": ["<f4"] * 5,
+                      "offsets": [0, 4, 8, 16, 20], "itemsize": 32})
+
 
 class FieldMappingError(ValueError):
     """The input cloud lacks a required field (x, y or z)."""
