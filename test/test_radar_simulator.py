@@ -19,9 +19,10 @@ from ros2_radar_pose.radar.simulator import (
 )
 
 FPS = 20.0
-# A radar that reports what is there: no clutter, ghosts, false alarms or estimation noise.
+# A radar that reports what is there: no clutter, ghosts or false alarms, fine angles, strong echoes.
 CLEAN = RadarSimConfig(scene=(), multipath_planes=(), false_alarms_per_frame=0.0, angle_noise_floor_deg=0.0,
-                       doppler_spread=0.0, static_clutter_removal=False, angle_fft_bins=0, max_points=1000)
+                       doppler_spread=0.0, static_clutter_removal=False, angle_fft_bins=0, max_points=1000,
+                       elevation_resolution_deg=15.0, snr_1m_db=70.0, cfar_threshold_db=10.0)
 
 
 def standing_person(frames: int, x: float = 2.5, y: float = 0.0, velocity=(0.0, 0.0, 0.0)) -> np.ndarray:
@@ -120,7 +121,8 @@ def test_static_clutter_removal_and_walls():
 
 
 def test_multipath_ghosts_are_mirror_images():
-    config = CLEAN.replace(multipath_planes=(((0.0, 0.0, 0.0), (0.0, 0.0, 1.0)),), multipath_loss_db=0.0)
+    config = CLEAN.replace(multipath_planes=(((0.0, 0.0, 0.0), (0.0, 0.0, 1.0)),), multipath_loss_db=0.0,
+                           beam_elevation_deg=40.0)
     frames = simulate(standing_person(40, x=2.0, velocity=(0.0, 0.6, 0.0)), config)
     ghosts = np.concatenate([c[lab == GHOST] for c, lab in zip(frames.clouds, frames.labels)])
     assert len(ghosts) > 0

@@ -132,8 +132,10 @@ def _resolve_root(root: str | Path | None) -> Path:
 
 
 def subject_name(subject: int | str) -> str:
-    """``1`` or ``"subject1"`` -> ``"subject1"``."""
+    """``1``, ``"1"`` or ``"subject1"`` -> ``"subject1"``."""
     if isinstance(subject, (int, np.integer)) and not isinstance(subject, bool):
+        return f"subject{int(subject)}"
+    if isinstance(subject, str) and subject.isdigit():
         return f"subject{int(subject)}"
     if isinstance(subject, str) and subject.startswith("subject") and subject[7:].isdigit():
         return subject

@@ -114,12 +114,12 @@ def default_room() -> tuple[Patch, ...]:
     """A 6 m x 6 m room seen from a radar on the middle of one wall: a back wall, two side walls, a
     cabinet, a table and a chair."""
     return (
-        Patch((6.0, 0.0, 1.3), (0.0, 3.0, 0.0), (0.0, 0.0, 1.3), -6.0),          # back wall
-        Patch((3.0, 3.0, 1.3), (3.0, 0.0, 0.0), (0.0, 0.0, 1.3), -6.0),          # left wall
-        Patch((3.0, -3.0, 1.3), (3.0, 0.0, 0.0), (0.0, 0.0, 1.3), -6.0),         # right wall
-        Patch((5.0, 2.2, 0.9), (0.0, 0.5, 0.0), (0.0, 0.0, 0.9), 6.0),           # metal cabinet
-        Patch((4.6, -2.0, 0.75), (0.4, 0.0, 0.0), (0.0, 0.6, 0.0), 0.0),         # table top
-        Patch((4.2, -2.0, 0.37), (0.0, 0.6, 0.0), (0.0, 0.0, 0.37), 0.0),        # table front
+        Patch((6.0, 0.0, 1.3), (0.0, 3.0, 0.0), (0.0, 0.0, 1.3), -10.0),         # back wall
+        Patch((3.0, 3.0, 1.3), (3.0, 0.0, 0.0), (0.0, 0.0, 1.3), -10.0),         # left wall
+        Patch((3.0, -3.0, 1.3), (3.0, 0.0, 0.0), (0.0, 0.0, 1.3), -10.0),        # right wall
+        Patch((5.0, 2.2, 0.9), (0.0, 0.5, 0.0), (0.0, 0.0, 0.9), 2.0),           # metal cabinet
+        Patch((4.6, -2.0, 0.75), (0.4, 0.0, 0.0), (0.0, 0.6, 0.0), -4.0),        # table top
+        Patch((4.2, -2.0, 0.37), (0.0, 0.6, 0.0), (0.0, 0.0, 0.37), -4.0),       # table front
     )
 
 
@@ -138,27 +138,27 @@ class RadarSimConfig:
     azimuth_fov_deg: float = 60.0       # half field of view
     elevation_fov_deg: float = 45.0
     beam_azimuth_deg: float = 50.0      # half-width at which the two-way gain is down 3 dB
-    beam_elevation_deg: float = 15.0
+    beam_elevation_deg: float = 10.0
     # resolution and estimation noise
     range_resolution: float = 0.0282    # m, the range FFT's bin (zero-padded)
     max_velocity: float = 1.78          # m/s, unambiguous; faster targets alias
     velocity_resolution: float = 0.356  # m/s
     azimuth_resolution_deg: float = 15.0    # 8 virtual antennas
-    elevation_resolution_deg: float = 40.0  # one elevated transmitter
-    angle_noise_floor_deg: float = 5.0      # estimation noise at very high SNR
+    elevation_resolution_deg: float = 63.0  # one elevated transmitter
+    angle_noise_floor_deg: float = 3.3      # estimation noise at very high SNR
     angle_fft_bins: int = 64            # azimuth quantised to the angle FFT's bins (0: continuous)
     # reflection and detection
     surface_spacing: float = 0.06       # m between surface samples on the capsules
-    snr_1m_db: float = 72.0             # SNR of 1 m² of skin facing the radar at 1 m
-    specular_exponent: float = 2.0      # reflected power ~ cos(incidence) ** this
-    cfar_threshold_db: float = 5.0
+    snr_1m_db: float = 57.0             # SNR of 1 m² of skin facing the radar at 1 m
+    specular_exponent: float = 2.5      # reflected power ~ cos(incidence) ** this
+    cfar_threshold_db: float = 3.0
     static_clutter_removal: bool = True  # the TI demo's option: subtract the mean over chirps
-    clutter_removal_db: float = 35.0     # what is left of a zero-Doppler cell's power, below its own
+    clutter_removal_db: float = 20.0     # what is left of a zero-Doppler cell's power, below its own
     max_points: int = 64                # the TI demo's cap per frame
     occlusion: bool = True
     occlusion_cell_deg: float = 2.5
     occlusion_depth: float = 0.15       # m behind the nearest surface still seen (creeping waves)
-    doppler_spread: float = 0.6         # radial velocity noise per sample, relative to its speed: the
+    doppler_spread: float = 1.25        # radial velocity noise per sample, relative to its speed: the
     #                                     motion of clothes, hands and muscles a skeleton does not show
     # environment
     scene: tuple[Patch, ...] = field(default_factory=default_room)
@@ -168,8 +168,8 @@ class RadarSimConfig:
         ((0.0, 0.0, 0.0), (0.0, 0.0, 1.0)),  # the floor: a point on it, its normal
         ((6.0, 0.0, 0.0), (-1.0, 0.0, 0.0)),  # the back wall
     )
-    multipath_loss_db: float = 12.0     # one extra bounce
-    false_alarms_per_frame: float = 1.0
+    multipath_loss_db: float = 11.0     # one extra bounce
+    false_alarms_per_frame: float = 0.7
 
     def __post_init__(self):
         checks = [
@@ -382,8 +382,12 @@ class RadarSimulator:
 
     # -- the radar ------------------------------------------------------------------------------
     def simulate(self, joints: np.ndarray, fps: float, rng: np.random.Generator | int | None = None,
-                 progress=None) -> SimulatedFrames:
-        """Radar frames for a skeleton sequence ``joints`` (T, J, 3) in the world frame at ``fps``."""
+                 progress=None, velocities: np.ndarray | None = None) -> SimulatedFrames:
+        """Radar frames for a skeleton sequence ``joints`` (T, J, 3) in the world frame at ``fps``.
+
+        ``velocities`` (T, J, 3) m/s: the joints' velocities, when known (e.g. one live frame at a
+        time); by default central differences of ``joints``. ``progress(frames)`` is called as
+        chunks of frames are done."""
         joints = np.asarray(joints, dtype=np.float64)
         if joints.ndim != 3 or joints.shape[2] != 3:
             raise ValueError(f"joints must be (T, J, 3), got {joints.shape}")
@@ -394,7 +398,10 @@ class RadarSimulator:
         if not np.isfinite(joints).all():
             raise ValueError("joints contain NaN or infinite values")
         rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-        velocities = np.gradient(joints, 1.0 / fps, axis=0) if len(joints) > 1 else np.zeros_like(joints)
+        if velocities is None:
+            velocities = np.gradient(joints, 1.0 / fps, axis=0) if len(joints) > 1 else np.zeros_like(joints)
+        elif np.shape(velocities) != joints.shape or not np.isfinite(velocities).all():
+            raise ValueError(f"velocities must be finite and shaped like joints {joints.shape}")
         joints, velocities = joints.astype(np.float32), velocities.astype(np.float32)
         caps = self.capsules
         lengths = np.median(np.linalg.norm(joints[:, caps.bones[:, 1]] - joints[:, caps.bones[:, 0]], axis=-1), axis=0)
