@@ -26,6 +26,7 @@ setup(
         "console_scripts": [
             "radar-pose = ros2_radar_pose.cli:main",
             "radar_ingest = ros2_radar_pose.nodes.radar_ingest:main",
+            "bag_player = ros2_radar_pose.nodes.bag_player:main",
         ],
     },
 )
