@@ -7,10 +7,44 @@ from pathlib import Path
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ros2_radar_pose.nodes.demo import run_demo
+    if args.source == "uart":
+        from ros2_radar_pose.nodes.uart_demo import run_uart_demo
 
-    return run_demo(seconds=args.seconds, rate=args.rate, seed=args.seed, domain_id=args.domain_id,
-                    workdir=args.workdir)
+        return run_uart_demo(seconds=args.seconds, rate=args.rate, seed=args.seed, domain_id=args.domain_id,
+                             workdir=args.workdir)
+    from ros2_radar_pose.nodes.main_job import run_main_job
+
+    return run_main_job(seconds=args.seconds, fps=args.rate, seed=args.seed, play_rate=args.play_rate,
+                        domain_id=args.domain_id, workdir=args.workdir)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ros2_radar_pose.body.models import load_body_model
+    from ros2_radar_pose.body.smpl_file import SMPLFileError
+    from ros2_radar_pose.data.bags import BagError
+    from ros2_radar_pose.data.synthetic import simulate_bag
+
+    if args.subjects < 1 or not args.minutes > 0 or not args.fps > 0:
+        print("radar-pose simulate: --subjects must be at least 1, --minutes and --fps positive", file=sys.stderr)
+        return 2
+    try:
+        body = load_body_model(args.smpl_model)
+    except SMPLFileError as error:
+        print(f"radar-pose simulate: {error}", file=sys.stderr)
+        return 1
+    frames = args.subjects * round(args.minutes * 60 * args.fps)
+    try:
+        with tqdm(total=frames, unit="frame", desc=f"simulating {args.out.name}") as bar:
+            counts = simulate_bag(args.out, args.subjects, args.minutes, args.seed, args.fps, args.storage,
+                                  8 if args.humble else 9, body, overwrite=args.overwrite, progress=bar.update)
+    except (BagError, FileExistsError, ValueError) as error:
+        print(f"radar-pose simulate: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out} ({args.storage}, bag version {8 if args.humble else 9}): "
+          + ", ".join(f"{topic} {n}" for topic, n in counts.items()))
+    return 0
 
 
 def _smpl_to_npz(args: argparse.Namespace) -> int:
@@ -28,15 +62,32 @@ def _smpl_to_npz(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="radar-pose", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo = commands.add_parser("demo", help="the main job on a built-in default: a generated TI radar "
-                                            "stream replayed through the ROS 2 nodes")
-    demo.add_argument("--seconds", type=float, default=20.0, help="length of the generated stream (default 20)")
+    demo = commands.add_parser("demo", help="the main job on a built-in default: a synthetic bag (a person in "
+                                            "front of a simulated radar) played through the ROS 2 nodes")
+    demo.add_argument("--source", choices=("bag", "uart"), default="bag",
+                      help="bag: simulate a bag and play it (default); uart: a generated TI UART byte stream "
+                           "read by radar_ingest's own driver")
+    demo.add_argument("--seconds", type=float, default=20.0, help="length of the generated recording (default 20)")
     demo.add_argument("--rate", type=float, default=20.0, help="radar frames per second (default 20)")
+    demo.add_argument("--play-rate", type=float, default=1.0, help="bag playback speed factor (default 1)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the generated scene (default 0)")
     demo.add_argument("--domain-id", type=int, default=None,
                       help="ROS_DOMAIN_ID for the demo's nodes (default: a random private one)")
-    demo.add_argument("--workdir", type=Path, default=None, help="where the stream and logs go (default: a temp dir)")
+    demo.add_argument("--workdir", type=Path, default=None, help="where the data and logs go (default: a temp dir)")
     demo.set_defaults(run=_demo)
+    simulate = commands.add_parser("simulate", help="write a synthetic rosbag2 bag: people moving in front of a "
+                                                    "simulated radar, with teacher and ground-truth skeletons")
+    simulate.add_argument("--out", type=Path, required=True, help="bag to write (a directory, as ros2 bag makes)")
+    simulate.add_argument("--subjects", type=int, default=1, help="people, one after the other (default 1)")
+    simulate.add_argument("--minutes", type=float, default=1.0, help="minutes per subject (default 1)")
+    simulate.add_argument("--seed", type=int, default=0, help="the same seed writes the same bag (default 0)")
+    simulate.add_argument("--fps", type=float, default=20.0, help="radar frames per second (default 20)")
+    simulate.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage (default mcap)")
+    simulate.add_argument("--humble", action="store_true", help="write bag version 8, which ROS 2 Humble reads")
+    simulate.add_argument("--smpl-model", type=Path, default=None,
+                          help="SMPL model file for the bodies (default: the built-in anthropometric body)")
+    simulate.add_argument("--overwrite", action="store_true", help="replace an existing bag at --out")
+    simulate.set_defaults(run=_simulate)
     smpl = commands.add_parser("smpl-to-npz", help="turn an official SMPL .pkl (chumpy arrays need chumpy "
                                                    "installed) into an .npz of plain arrays that loads anywhere")
     smpl.add_argument("source", type=Path, help="SMPL model .pkl")

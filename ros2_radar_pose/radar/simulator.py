@@ -148,7 +148,7 @@ class RadarSimConfig:
     angle_noise_floor_deg: float = 3.3      # estimation noise at very high SNR
     angle_fft_bins: int = 64            # azimuth quantised to the angle FFT's bins (0: continuous)
     # reflection and detection
-    surface_spacing: float = 0.06       # m between surface samples on the capsules
+    surface_spacing: float = 0.07       # m between surface samples on the capsules
     snr_1m_db: float = 57.0             # SNR of 1 m² of skin facing the radar at 1 m
     specular_exponent: float = 2.5      # reflected power ~ cos(incidence) ** this
     cfar_threshold_db: float = 3.0
@@ -313,7 +313,7 @@ class RadarSimulator:
         aggregate per cell stands for them all (the body can still occlude it)."""
         c = self.config
         positions, normals, areas = _scene_samples(c.scene, c.scene_spacing)
-        empty = {"position": np.zeros((0, 3)), "power": np.zeros(0)}
+        empty = {"position": np.zeros((0, 3), np.float32), "power": np.zeros(0), "spherical": (np.zeros(0),) * 3}
         if len(positions) == 0:
             return empty
         p = self._to_radar(positions)
@@ -331,7 +331,9 @@ class RadarSimulator:
         weight = np.bincount(inverse, weights=received[keep])
         position = np.stack([np.bincount(inverse, weights=received[keep] * p[keep, i]) for i in range(3)], 1)
         # the range loss and antenna gain are applied with the body's, at the aggregate's position
-        return {"position": position / weight[:, None], "power": np.bincount(inverse, weights=reflected[keep])}
+        position = (position / weight[:, None]).astype(np.float32)
+        return {"position": position, "power": np.bincount(inverse, weights=reflected[keep]),
+                "spherical": _spherical(position)}
 
     def _gain(self, az: np.ndarray, el: np.ndarray) -> np.ndarray:
         """Two-way antenna power gain, 1 on boresight, 0.5 at the beam half-widths."""
@@ -443,13 +445,11 @@ class RadarSimulator:
                 power = power * 10 ** (rng.normal(0, c.clutter_fluctuation_db, len(power)) / 10)
             position = np.tile(self._clutter["position"], (frames, 1))
             parts.append((position, np.zeros_like(position), power, np.repeat(np.arange(frames), n_clutter),
-                          np.full(len(power), CLUTTER, np.int8)))
-        position, velocity, power, frame, source = (np.concatenate(column) for column in zip(*parts))
-        rng_, az, el = _spherical(position)
-        if c.occlusion:
-            keep = self._unoccluded(frames, frame, rng_, az, el, source != GHOST)
-            position, velocity, power, frame, source, rng_, az, el = (
-                x[keep] for x in (position, velocity, power, frame, source, rng_, az, el))
+                          np.full(len(power), CLUTTER, np.int8),
+                          *(np.tile(x, frames) for x in self._clutter["spherical"])))
+        position, velocity, power, frame, source, rng_, az, el = (np.concatenate(column) for column in zip(*parts))
+        if c.occlusion:  # hidden samples reflect nothing (and _detect drops them with the inaudible)
+            power = power * self._unoccluded(frames, frame, rng_, az, el, source != GHOST)
         radial = np.einsum("ij,ij->i", velocity, position) / rng_
         if c.doppler_spread > 0:  # a moving limb's surface moves more than its bone says
             radial = radial + rng.normal(0, 1, len(radial)) * c.doppler_spread * np.linalg.norm(velocity, axis=1)
@@ -459,16 +459,21 @@ class RadarSimulator:
 
     def _reflecting(self, position, velocity, normal, area, frame, source, mask=None):
         """Flattened samples (F, S, ...) facing the radar inside its field of view, with the surface
-        they reflect: (positions (N, 3), velocities (N, 3), reflected area (N,), frames (N,), sources (N,))."""
+        they reflect: positions (N, 3), velocities (N, 3), reflected area (N,), frames (N,),
+        sources (N,), and range, azimuth, elevation (N,)."""
         c = self.config
         position, velocity, normal = position.reshape(-1, 3), velocity.reshape(-1, 3), normal.reshape(-1, 3)
-        rng_, az, el = _spherical(position)
+        rng_ = np.sqrt(np.einsum("ij,ij->i", position, position))
         cos_inc = -np.einsum("ij,ij->i", normal, position) / np.maximum(rng_, 1e-9)
-        keep = (cos_inc > 0) & self._in_view(rng_, az, el)
+        facing = cos_inc > 0                       # half the surface: the angles are worth only these
         if mask is not None:
-            keep &= mask
-        power = area.reshape(-1)[keep] * cos_inc[keep] ** c.specular_exponent
-        return position[keep], velocity[keep], power, frame[keep], np.full(len(power), source, np.int8)
+            facing &= mask
+        position, velocity, rng_, cos_inc = position[facing], velocity[facing], rng_[facing], cos_inc[facing]
+        _, az, el = _spherical(position)
+        keep = self._in_view(rng_, az, el)
+        power = area.reshape(-1)[facing][keep] * cos_inc[keep] ** c.specular_exponent
+        return (position[keep], velocity[keep], power, frame[facing][keep], np.full(len(power), source, np.int8),
+                rng_[keep], az[keep], el[keep])
 
     def _unoccluded(self, frames, frame, rng_, az, el, occluders) -> np.ndarray:
         """Samples no further than ``occlusion_depth`` behind the nearest occluder in their angular cell."""
