@@ -32,6 +32,7 @@ from ros2_radar_pose.ros.time import from_seconds
 
 # A latched topic keeps this many messages at most for late subscribers.
 MAX_LATCHED = 1000
+SETTLE_AFTER_MATCH_S = 1.0
 
 
 class BagPlayerNode(Node):
@@ -94,6 +95,10 @@ class BagPlayerNode(Node):
             while self._subscription_count() < self.wait_subscribers:
                 if self._stop.wait(0.05):
                     return
+            # Discovery is not symmetric: this publisher sees a subscription a moment before that
+            # subscriber has matched this publisher, and best-effort messages sent meanwhile are lost.
+            if self.wait_subscribers and self._stop.wait(SETTLE_AFTER_MATCH_S):
+                return
             self._state = "playing"
             if self.playback.run(self._publish, self._stop.wait):
                 self._state = "finished"

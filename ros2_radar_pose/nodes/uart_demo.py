@@ -1,8 +1,9 @@
-"""The main job on its built-in default: a generated TI UART stream replayed through radar_ingest.
+"""The TI UART demo: a generated TI UART byte stream replayed through radar_ingest's own driver.
 
 The radar_ingest node runs as its own process and reads the stream as it would read a radar's
 data port; this process listens on radar_pose/points and /diagnostics over DDS, like any other
-node would, and checks what comes out against what went in.
+node would, and checks what comes out against what went in. (The main job, nodes/main_job.py,
+plays a synthetic bag instead.)
 """
 from __future__ import annotations
 
@@ -51,9 +52,10 @@ class Monitor(Node):
                 self.diagnostics["message"] = status.message
 
 
-def run_demo(seconds: float = 20.0, rate: float = 20.0, seed: int = 0, domain_id: int | None = None,
-             workdir: Path | None = None) -> int:
-    """Run the demo, print what each stage produced; 0 when every intact packet came through."""
+def run_uart_demo(seconds: float = 20.0, rate: float = 20.0, seed: int = 0, domain_id: int | None = None,
+                  workdir: Path | None = None) -> int:
+    """The UART path: a generated TI byte stream replayed by radar_ingest's own driver; 0 when every
+    intact packet came through."""
     domain_id = random.SystemRandom().randint(1, 100) if domain_id is None else domain_id
     workdir = Path(workdir or tempfile.mkdtemp(prefix="radar_pose_demo_"))
     workdir.mkdir(parents=True, exist_ok=True)
