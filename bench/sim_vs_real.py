@@ -7,7 +7,9 @@ ros2_radar_pose/radar/cloud_stats.py (points per frame, spread of points around 
 Doppler, intensity, range and angles) and compared statistic by statistic (W1 distance, scaled by
 the real data's spread). As a yardstick measured in the same run, the same comparison is made
 between two real recordings (another subject, another day): a simulation as far from the real
-data as two real recordings are from each other is as good as this check can tell.
+data as two real recordings are from each other is as good as this check can tell. A third
+score sets our own motion library's versions of the MARS movements, simulated, against the same
+real recording: the motions then differ too, so it bounds the whole synthetic world's distance.
 
     ./dev.sh bench sim_vs_real [--subject 1] [--split test] [--variant woutlier] [--frames N]
 
@@ -26,7 +28,11 @@ import time
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from ros2_radar_pose.body.joint_sets import SMPL_24
+from ros2_radar_pose.body.models import AnthropometricBody
 from ros2_radar_pose.data.mars import MarsRecording, load_mars
+from ros2_radar_pose.data.programs import make_program
+from ros2_radar_pose.data.synthetic import simulate_session
 from ros2_radar_pose.radar.cloud_stats import cloud_statistics, compare, format_side_by_side, overall_score
 from ros2_radar_pose.radar.simulator import RadarSimConfig, RadarSimulator, capsules_for
 
@@ -51,6 +57,16 @@ def simulate_recording(recording: MarsRecording, config: RadarSimConfig | None =
     config = (config or RadarSimConfig()).replace(mount_translation=(0.0, 0.0, floor), mount_rpy=(0.0, 0.0, 0.0))
     simulator = RadarSimulator(capsules_for(recording.joint_set, height), config)
     return simulator.simulate(world, MARS_FPS, seed).clouds
+
+
+def simulate_library_motion(floor: float, seed: int = 0):
+    """Our own motion library's MARS movements (data/programs.py ``mars_rehab``, the built-in body)
+    in front of the radar at MARS's height: clouds and SMPL-24 skeletons in the radar frame."""
+    body = AnthropometricBody()
+    motion = make_program("mars_rehab", body, fps=MARS_FPS, seed=seed)
+    radar = RadarSimConfig().replace(mount_translation=(0.0, 0.0, floor))
+    session = simulate_session(motion, body, np.random.default_rng(seed), radar=radar)
+    return session.clouds, session.truth_positions
 
 
 def statistics(clouds, recording: MarsRecording, frames: int | None):
@@ -87,6 +103,11 @@ def main(argv: list[str] | None = None) -> dict:
     sim_stats = statistics(simulated, real, args.frames)
     sim_score = overall_score(compare(real_stats, sim_stats))
 
+    floor = -float(np.median(real.skeletons[:, ANKLES_AND_FEET, 2])) + 0.05
+    library_clouds, library_skeletons = simulate_library_motion(floor, args.seed)
+    library_stats = cloud_statistics(library_clouds, library_skeletons, SMPL_24.parents)
+    library_score = overall_score(compare(real_stats, library_stats))
+
     other_subject, other_split = args.yardstick.split(":")
     other = load_mars(other_subject, other_split, args.variant)
     other_stats = statistics(other.clouds[:args.frames], other, args.frames)
@@ -95,7 +116,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(format_side_by_side(f"MARS s{args.subject} {args.split}", real_stats, "simulated", sim_stats),
           file=sys.stderr)
     print(f"\nyardstick, real vs real (s{other_subject} {other_split}): score {yardstick:.3f}; "
-          f"simulated vs real: {sim_score:.3f}", file=sys.stderr)
+          f"simulated vs real: {sim_score:.3f}; our motion library's MARS movements simulated vs real: "
+          f"{library_score:.3f}", file=sys.stderr)
     comparisons = compare(real_stats, sim_stats)
     result = {
         "bench": "sim_vs_real",
@@ -106,6 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
         "ratio": round(sim_score / yardstick, 3),
         "extrinsic_offset_m": [round(float(v), 3) for v in shift] if args.align else None,
         "score_sim_vs_real_without_offset": round(unaligned, 4),
+        "score_library_motion_vs_real": round(library_score, 4),
         "per_statistic_w1_scaled": {name: None if c.w1_scaled is None else round(c.w1_scaled, 3)
                                     for name, c in comparisons.items()},
         "medians": {name: [c.reference.median, c.other.median] for name, c in comparisons.items()},
