@@ -47,6 +47,31 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_mars(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ros2_radar_pose.data.bags import BagError
+    from ros2_radar_pose.data.mars import MarsFormatError, load_mars
+    from ros2_radar_pose.data.mars_bag import write_mars_bag
+
+    try:
+        recordings = [load_mars(subject, split, args.variant, root=args.root)
+                      for subject in args.subjects for split in args.splits]
+    except (FileNotFoundError, MarsFormatError, ValueError) as error:
+        print(f"radar-pose import-mars: {error}", file=sys.stderr)
+        return 1
+    try:
+        with tqdm(total=sum(map(len, recordings)), unit="frame", desc=f"writing {args.out.name}") as bar:
+            counts = write_mars_bag(args.out, recordings, args.storage, 8 if args.humble else 9,
+                                    args.label_topic, overwrite=args.overwrite, progress=bar.update)
+    except (BagError, FileExistsError, ValueError) as error:
+        print(f"radar-pose import-mars: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}: " + ", ".join(f"{topic} {n}" for topic, n in counts.items())
+          + " (labels: MARS-19 joints, " + ", ".join(f"{r.subject} {r.split}" for r in recordings) + ")")
+    return 0
+
+
 def _smpl_to_npz(args: argparse.Namespace) -> int:
     from ros2_radar_pose.body.smpl_file import SMPLFileError, convert_smpl_to_npz
 
@@ -88,6 +113,23 @@ def build_parser() -> argparse.ArgumentParser:
                           help="SMPL model file for the bodies (default: the built-in anthropometric body)")
     simulate.add_argument("--overwrite", action="store_true", help="replace an existing bag at --out")
     simulate.set_defaults(run=_simulate)
+    mars = commands.add_parser("import-mars", help="turn MARS csv files (radar clouds, Kinect skeletons) into a "
+                                                   "bag: clouds on /radar/points, MARS-19 skeletons as labels")
+    mars.add_argument("root", type=Path, nargs="?", default=None,
+                      help="MARS folder holding woutlier/ and wooutlier/ (default: $RADAR_POSE_MARS or "
+                           "../shared/data/mars)")
+    mars.add_argument("--out", type=Path, required=True, help="bag to write")
+    mars.add_argument("--subjects", nargs="+", default=["1", "3"], help="subjects (default: 1 3)")
+    mars.add_argument("--splits", nargs="+", default=["validate"], choices=("validate", "test"),
+                      help="splits (default: validate)")
+    mars.add_argument("--variant", default="woutlier", choices=("woutlier", "wooutlier"),
+                      help="woutlier: raw clouds (default); wooutlier: outliers removed")
+    mars.add_argument("--label-topic", default="/radar_pose/teacher/skeleton",
+                      help="topic of the Kinect labels (default: the teacher's, which training reads)")
+    mars.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    mars.add_argument("--humble", action="store_true", help="write bag version 8, which ROS 2 Humble reads")
+    mars.add_argument("--overwrite", action="store_true", help="replace an existing bag at --out")
+    mars.set_defaults(run=_import_mars)
     smpl = commands.add_parser("smpl-to-npz", help="turn an official SMPL .pkl (chumpy arrays need chumpy "
                                                    "installed) into an .npz of plain arrays that loads anywhere")
     smpl.add_argument("source", type=Path, help="SMPL model .pkl")
