@@ -186,10 +186,19 @@ _MAPPINGS = {(m.source.name, m.target.name): m for m in (
 JOINT_SETS = {s.name: s for s in (SMPL_24, HYBRIK_29, KINECT_25, MARS_19)}
 
 
+def by_name(joint_set: JointSet | str) -> JointSet:
+    """The joint set called ``joint_set`` ("smpl_24", "hybrik_29", "kinect_25", "mars_19")."""
+    if isinstance(joint_set, JointSet):
+        return joint_set
+    try:
+        return JOINT_SETS[joint_set]
+    except KeyError:
+        raise ValueError(f"unknown joint set {joint_set!r}; known: {', '.join(JOINT_SETS)}") from None
+
+
 def mapping(source: JointSet | str, target: JointSet | str) -> JointMapping:
     """The mapping from ``source`` to ``target`` joints (identity when they are the same set)."""
-    source = JOINT_SETS[source] if isinstance(source, str) else source
-    target = JOINT_SETS[target] if isinstance(target, str) else target
+    source, target = by_name(source), by_name(target)
     if source == target:
         return _selection(source, target)
     try:

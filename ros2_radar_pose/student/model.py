@@ -1,0 +1,127 @@
+"""The radar student: a masked point-set encoder per frame, a Performer (FAVOR+) over a window of
+frames, and heads for the pose of every frame.
+
+Shapes: ``points`` (B, W, N, 5) float32 — W frames of up to N points, each x, y, z, velocity,
+intensity (radar/points.py), already normalised; ``mask`` (B, W, N) bool, True for real points.
+Padded points take no part in pooling; a frame without points gets a learned "empty" embedding.
+
+Heads, per frame: the root position (B, W, 3) and the joints relative to it, (B, W, J, 3) of
+``joint_set``. With ``rotations=True`` (SMPL-based joint sets) the joint head predicts the 29
+HybrIK joints, plus twist angles (cos, sin) of the 23 non-root joints and shape coefficients β,
+which body/hybrik_ik.py turns into SMPL-24 rotations (``StudentPose.rotations``).
+
+Streaming predicts the newest frame of a ring buffer of the last W frames: attention is not
+causal, so the last frame attends to the whole (past) window and nothing else, and no step uses
+performer-pytorch's slow causal path.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from performer_pytorch import Performer
+from torch import nn
+
+from ros2_radar_pose.body.joint_sets import HYBRIK_29, JointSet, by_name
+
+POINT_FEATURES = 5
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """Hyper-parameters of the student; saved in every checkpoint."""
+
+    joint_set: str = "smpl_24"
+    window: int = 32                  # frames the temporal block sees
+    dim: int = 128
+    depth: int = 2                    # Performer layers
+    heads: int = 4
+    nb_features: int = 64             # FAVOR+ random features per head
+    point_layers: int = 3             # shared MLP layers of the point encoder
+    rotations: bool = True            # twist and β heads (SMPL-based joint sets only)
+    num_betas: int = 4
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        joint_set = by_name(self.joint_set)
+        if self.rotations and not joint_set.name.startswith(("smpl", "hybrik")):
+            raise ValueError(f"rotations need an SMPL-based joint set, not {joint_set.name}")
+        if self.window < 1 or self.dim % self.heads or self.depth < 1 or self.point_layers < 1:
+            raise ValueError("student: window, depth and point_layers must be >= 1 and dim a multiple of heads")
+        if not 0 <= self.dropout < 1:
+            raise ValueError("student: dropout must be in [0, 1)")
+
+
+@dataclass
+class StudentPose:
+    """Predictions for every frame of the window: ``root`` (B, W, 3), ``joints`` (B, W, J, 3) in the
+    radar frame (root added), and with rotations ``twist`` (B, W, 23, 2), ``betas`` (B, W, K),
+    ``joints29`` (B, W, 29, 3)."""
+
+    root: torch.Tensor
+    joints: torch.Tensor
+    twist: torch.Tensor | None = None
+    betas: torch.Tensor | None = None
+    joints29: torch.Tensor | None = None
+
+
+class PointSetEncoder(nn.Module):
+    """A shared MLP over points, then masked max and mean pooling: (B, W, N, 5) -> (B, W, dim)."""
+
+    def __init__(self, dim: int, layers: int):
+        super().__init__()
+        blocks, width = [], POINT_FEATURES
+        for _ in range(layers):
+            blocks += [nn.Linear(width, dim), nn.LayerNorm(dim), nn.GELU()]
+            width = dim
+        self.mlp = nn.Sequential(*blocks)
+        self.out = nn.Linear(2 * dim, dim)
+        self.empty = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        features = self.mlp(points)                                              # (B, W, N, dim)
+        weight = mask.unsqueeze(-1).to(features.dtype)
+        count = weight.sum(dim=2)                                                # (B, W, 1)
+        mean = (features * weight).sum(dim=2) / count.clamp(min=1)
+        largest = features.masked_fill(~mask.unsqueeze(-1), torch.finfo(features.dtype).min).amax(dim=2)
+        pooled = self.out(torch.cat([largest, mean], dim=-1))
+        return torch.where(count > 0, pooled, self.empty.to(pooled.dtype))
+
+
+class RadarPoseStudent(nn.Module):
+    """Radar point clouds of W frames -> a pose per frame (see the module docstring)."""
+
+    def __init__(self, config: StudentConfig | None = None):
+        super().__init__()
+        self.config = config = config or StudentConfig()
+        self.joint_set: JointSet = by_name(config.joint_set)
+        self.predicted_joints = len(HYBRIK_29) if config.rotations else len(self.joint_set)
+        self.encoder = PointSetEncoder(config.dim, config.point_layers)
+        self.frame_position = nn.Parameter(torch.zeros(config.window, config.dim))
+        nn.init.normal_(self.frame_position, std=0.02)
+        self.temporal = Performer(dim=config.dim, depth=config.depth, heads=config.heads,
+                                  dim_head=config.dim // config.heads, nb_features=config.nb_features,
+                                  causal=False, ff_dropout=config.dropout, attn_dropout=config.dropout)
+        self.norm = nn.LayerNorm(config.dim)
+        self.root_head = nn.Linear(config.dim, 3)
+        self.joint_head = nn.Linear(config.dim, self.predicted_joints * 3)
+        if config.rotations:
+            self.twist_head = nn.Linear(config.dim, 23 * 2)
+            self.beta_head = nn.Linear(config.dim, config.num_betas)
+
+    def forward(self, points: torch.Tensor, mask: torch.Tensor) -> StudentPose:
+        batch, window = points.shape[:2]
+        if window > self.config.window:
+            raise ValueError(f"the student sees at most {self.config.window} frames, got {window}")
+        if points.shape[-1] != POINT_FEATURES or mask.shape != points.shape[:-1]:
+            raise ValueError(f"points must be (B, W, N, {POINT_FEATURES}) with a (B, W, N) mask, "
+                             f"got {tuple(points.shape)} and {tuple(mask.shape)}")
+        tokens = self.encoder(points, mask) + self.frame_position[-window:]    # newest frame last
+        hidden = self.norm(self.temporal(tokens))                              # (B, W, dim)
+        root = self.root_head(hidden)
+        relative = self.joint_head(hidden).view(batch, window, self.predicted_joints, 3)
+        joints = root.unsqueeze(2) + relative
+        if not self.config.rotations:
+            return StudentPose(root, joints)
+        twist = nn.functional.normalize(self.twist_head(hidden).view(batch, window, 23, 2), dim=-1)
+        return StudentPose(root, joints[:, :, :len(self.joint_set)], twist, self.beta_head(hidden), joints)
