@@ -12,6 +12,7 @@ from geometry_msgs.msg import PoseArray
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
+from ros_probe import ProbeNode
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import PointCloud2
@@ -149,15 +150,11 @@ def test_message_classes_are_imported_by_type_name():
 
 # -- the node as a process ------------------------------------------------------------------------------
 
-class Probe:
+class Probe(ProbeNode):
     """The test's side of the graph: raw subscriptions to the played topics and /clock."""
 
     def __init__(self):
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = Node("probe", context=self.context)
-        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        super().__init__()
         self.received: dict[str, list[tuple[float, bytes]]] = {}
         for topic, msg_type in ((topics.RADAR_POINTS, PointCloud2), (topics.TEACHER_SKELETON, PoseArray),
                                 (topics.TF_STATIC, TFMessage), (topics.CLOCK, Clock)):
@@ -168,18 +165,8 @@ class Probe:
             self.node.create_subscription(msg_type, topic, lambda data, t=topic: self.received[t].append(
                 (time.monotonic(), data)), qos, raw=True)
 
-    def spin_until(self, condition, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not condition() and time.monotonic() < deadline:
-            self.executor.spin_once(timeout_sec=0.02)
-        return condition()
-
     def data(self, topic: str) -> list[bytes]:
         return [data for _, data in self.received[topic]]
-
-    def close(self):
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """radar_ingest as its own process (its console script), talking over DDS."""
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,7 @@ import yaml
 from conftest import console_script
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
+from ros_probe import ProbeNode
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 
@@ -33,15 +33,11 @@ def start_ingest(tmp_path, *params: str) -> NodeProcess:
     return NodeProcess("", args, tmp_path / "radar_ingest.log", command=[console_script("radar_ingest")])
 
 
-class Probe:
+class Probe(ProbeNode):
     """The test's side of the graph: publishes raw clouds, collects outputs and diagnostics."""
 
     def __init__(self):
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = Node("probe", context=self.context)
-        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        super().__init__()
         self.clouds: list[PointCloud2] = []
         self.diagnostics: list[dict] = []
         self.publisher = self.node.create_publisher(PointCloud2, "/radar/points", SENSOR_PUBLICATION)
@@ -54,12 +50,6 @@ class Probe:
             if status.name.startswith("radar_ingest"):
                 self.diagnostics.append({"level": status.level, "message": status.message,
                                          **{kv.key: kv.value for kv in status.values}})
-
-    def spin_until(self, condition, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not condition() and time.monotonic() < deadline:
-            self.executor.spin_once(timeout_sec=0.02)
-        return condition()
 
     def wait_for_ingest(self, process: NodeProcess) -> None:
         """Wait until the node is up and both directions are matched.
@@ -84,10 +74,6 @@ class Probe:
         self.publisher.publish(msg)
         self.spin_until(lambda: len(self.clouds) > before, timeout)
         return self.clouds[before] if len(self.clouds) > before else None
-
-    def close(self):
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
 
 
 @pytest.fixture
