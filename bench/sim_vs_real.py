@@ -44,6 +44,12 @@ MARS_FPS = 10.0
 SKELETON_SMOOTHING_FRAMES = 1.0
 
 
+def floor_below_radar(skeletons: np.ndarray) -> float:
+    """How far (m) the floor lies below the radar, from Kinect skeletons (T, 25, 3) in its frame:
+    ankles and feet sit about 5 cm above the floor."""
+    return -float(np.median(skeletons[:, ANKLES_AND_FEET, 2])) + 0.05
+
+
 def simulate_recording(recording: MarsRecording, config: RadarSimConfig | None = None, seed: int = 0,
                        frames: int | None = None, shift: np.ndarray | None = None) -> list[np.ndarray]:
     """Simulated clouds (radar frame) of the person in a MARS recording, one per Kinect frame;
@@ -51,7 +57,7 @@ def simulate_recording(recording: MarsRecording, config: RadarSimConfig | None =
     skeletons = recording.skeletons[:frames].astype(np.float64)
     if shift is not None:
         skeletons = skeletons + shift
-    floor = -float(np.median(skeletons[:, ANKLES_AND_FEET, 2])) + 0.05   # ankles sit ~5 cm above the floor
+    floor = floor_below_radar(skeletons)
     height = float(np.median(skeletons[:, HEAD, 2] - skeletons[:, ANKLES_AND_FEET, 2].min(axis=1))) + 0.15
     world = gaussian_filter1d(skeletons, SKELETON_SMOOTHING_FRAMES, axis=0) + np.array([0.0, 0.0, floor])
     config = (config or RadarSimConfig()).replace(mount_translation=(0.0, 0.0, floor), mount_rpy=(0.0, 0.0, 0.0))
@@ -89,8 +95,9 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     simulated = simulate_recording(real, seed=args.seed, frames=args.frames)
     seconds = time.perf_counter() - start
-    unaligned = overall_score(compare(statistics(real.clouds[:args.frames], real, args.frames),
-                                      statistics(simulated, real, args.frames)))
+    real_stats = statistics(real.clouds[:args.frames], real, args.frames)
+    sim_stats = statistics(simulated, real, args.frames)
+    unaligned = overall_score(compare(real_stats, sim_stats))
     # MARS's Kinect-to-radar calibration leaves its clouds off the skeletons by a constant
     # offset (about 0.2 m sideways and up): a property of the labels, not of the radar. Measure it
     # across and up (median of the real points minus the simulated ones) and simulate with it.
@@ -99,12 +106,11 @@ def main(argv: list[str] | None = None) -> dict:
     shift[0] = 0.0
     if args.align:
         simulated = simulate_recording(real, seed=args.seed, frames=args.frames, shift=shift)
-    real_stats = statistics(real.clouds[:args.frames], real, args.frames)
-    sim_stats = statistics(simulated, real, args.frames)
-    sim_score = overall_score(compare(real_stats, sim_stats))
+        sim_stats = statistics(simulated, real, args.frames)
+    comparisons = compare(real_stats, sim_stats)
+    sim_score = overall_score(comparisons)
 
-    floor = -float(np.median(real.skeletons[:, ANKLES_AND_FEET, 2])) + 0.05
-    library_clouds, library_skeletons = simulate_library_motion(floor, args.seed)
+    library_clouds, library_skeletons = simulate_library_motion(floor_below_radar(real.skeletons), args.seed)
     library_stats = cloud_statistics(library_clouds, library_skeletons, SMPL_24.parents)
     library_score = overall_score(compare(real_stats, library_stats))
 
@@ -118,7 +124,6 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\nyardstick, real vs real (s{other_subject} {other_split}): score {yardstick:.3f}; "
           f"simulated vs real: {sim_score:.3f}; our motion library's MARS movements simulated vs real: "
           f"{library_score:.3f}", file=sys.stderr)
-    comparisons = compare(real_stats, sim_stats)
     result = {
         "bench": "sim_vs_real",
         "real": f"mars/{args.variant}/subject{args.subject}/{args.split}",

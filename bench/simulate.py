@@ -54,11 +54,8 @@ def main(argv: list[str] | None = None) -> dict:
     total_s = motion_s + session_s
 
     # reference: the radar alone, one frame per call, as a live simulation would run it
-    with torch.no_grad():
-        joints = body(torch.as_tensor(betas, dtype=torch.float64)[None].expand(len(motion), -1),
-                      torch.as_tensor(motion.local_rotations, dtype=torch.float64),
-                      torch.as_tensor(motion.translation, dtype=torch.float64)).joints.numpy()
-    simulator = RadarSimulator(capsules_for(HYBRIK_29, 1.7))
+    joints = motion.joints(body)
+    simulator = RadarSimulator(capsules_for(HYBRIK_29, session.height))
     velocities = np.gradient(joints, 1.0 / args.fps, axis=0)
     frames = min(len(joints), 200)
     start = time.perf_counter()

@@ -65,7 +65,8 @@ class TeacherNoise:
             raise ValueError("dropout_rate and swap_rate are probabilities per frame")
 
 
-NO_NOISE = TeacherNoise(0, 0, 1, 0, 1, 0, 0, 1, 0, 1)
+NO_NOISE = TeacherNoise(root_depth_std=0, root_lateral_std=0, joint_std=0, rotation_std_deg=0, dropout_rate=0,
+                        swap_rate=0)
 
 
 def _correlated(rng: np.random.Generator, shape: tuple[int, ...], std: float, correlation_s: float,

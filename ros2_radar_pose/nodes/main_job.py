@@ -34,6 +34,7 @@ from ros2_radar_pose.resources import share_file
 from ros2_radar_pose.ros.pointcloud2 import pointcloud2_to_array
 from ros2_radar_pose.ros.qos import DIAGNOSTICS, SENSOR_PUBLICATION
 from ros2_radar_pose.ros.skeleton import pose_array_to_skeleton
+from ros2_radar_pose.ros.time import to_nanoseconds
 
 ANY_PUBLISHER = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
 
@@ -52,23 +53,21 @@ class Monitor(Node):
         self.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self.on_diagnostics, DIAGNOSTICS)
 
     def on_cloud(self, msg: PointCloud2) -> None:
-        self.arrivals["cloud"][_stamp_ns(msg)] = time.monotonic()
+        stamp = to_nanoseconds(msg.header.stamp)
+        self.arrivals["cloud"][stamp] = time.monotonic()
         points = pointcloud2_to_array(msg)
-        self.clouds[_stamp_ns(msg)] = np.stack([points["x"], points["y"], points["z"]], axis=1)
+        self.clouds[stamp] = np.stack([points["x"], points["y"], points["z"]], axis=1)
 
     def on_truth(self, msg: PoseArray) -> None:
-        self.arrivals["truth"][_stamp_ns(msg)] = time.monotonic()
-        self.truth[_stamp_ns(msg)] = pose_array_to_skeleton(msg)[0]
+        stamp = to_nanoseconds(msg.header.stamp)
+        self.arrivals["truth"][stamp] = time.monotonic()
+        self.truth[stamp] = pose_array_to_skeleton(msg)[0]
 
     def on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
             values = {kv.key: kv.value for kv in status.values}
             values["message"] = status.message
             self.diagnostics[status.name.split(":")[0].strip()] = values
-
-
-def _stamp_ns(msg) -> int:
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
 def _table(title: str, rows: list[tuple[str, str]]) -> None:
@@ -78,7 +77,7 @@ def _table(title: str, rows: list[tuple[str, str]]) -> None:
         print(f"  {name:<{width}}  {value}")
 
 
-def simulate(path: Path, seconds: float, fps: float, seed: int) -> tuple[list, float]:
+def simulate(path: Path, seconds: float, fps: float, seed: int) -> list:
     start = time.perf_counter()
     sessions = list(generate_sessions(1, seconds / 60.0, seed, fps))
     with BagWriter(path, overwrite=True) as writer:
@@ -101,7 +100,7 @@ def simulate(path: Path, seconds: float, fps: float, seed: int) -> tuple[list, f
         ("messages", ", ".join(f"{t} {n}" for t, n in counts.items())),
         ("time", f"{elapsed:.1f} s ({len(session) / fps / elapsed:.0f}x real time)"),
     ])
-    return sessions, elapsed
+    return sessions
 
 
 def read_back(path: Path) -> None:
@@ -122,7 +121,7 @@ def run_main_job(seconds: float = 20.0, fps: float = 20.0, seed: int = 0, play_r
     workdir = Path(workdir or tempfile.mkdtemp(prefix="radar_pose_main_job_"))
     workdir.mkdir(parents=True, exist_ok=True)
     bag = workdir / "synthetic_bag"
-    sessions, _ = simulate(bag, seconds, fps, seed)
+    sessions = simulate(bag, seconds, fps, seed)
     read_back(bag)
     frames = len(sessions[0])
 
