@@ -2,7 +2,9 @@
 frames, and heads for the pose of every frame.
 
 Shapes: ``points`` (B, W, N, 5) float32 — W frames of up to N points, each x, y, z, velocity,
-intensity (radar/points.py), already normalised; ``mask`` (B, W, N) bool, True for real points.
+intensity (radar/points.py) in the radar frame, in metres, m/s and dB; ``mask`` (B, W, N) bool,
+True for real points. The model normalises its input itself with statistics of its training data
+(``set_statistics``, kept in the state dict), so a checkpoint is all a node needs.
 Padded points take no part in pooling; a frame without points gets a learned "empty" embedding.
 
 Heads, per frame: the root position (B, W, 3) and the joints relative to it, (B, W, J, 3) of
@@ -33,6 +35,7 @@ class StudentConfig:
 
     joint_set: str = "smpl_24"
     window: int = 32                  # frames the temporal block sees
+    max_points: int = 64              # points kept per frame (the strongest; student/inputs.py)
     dim: int = 128
     depth: int = 2                    # Performer layers
     heads: int = 4
@@ -46,8 +49,8 @@ class StudentConfig:
         joint_set = by_name(self.joint_set)
         if self.rotations and not joint_set.name.startswith(("smpl", "hybrik")):
             raise ValueError(f"rotations need an SMPL-based joint set, not {joint_set.name}")
-        if self.window < 1 or self.dim % self.heads or self.depth < 1 or self.point_layers < 1:
-            raise ValueError("student: window, depth and point_layers must be >= 1 and dim a multiple of heads")
+        if self.window < 1 or self.max_points < 1 or self.dim % self.heads or self.depth < 1 or self.point_layers < 1:
+            raise ValueError("student: window, max_points, depth and point_layers must be >= 1 and dim a multiple of heads")
         if not 0 <= self.dropout < 1:
             raise ValueError("student: dropout must be in [0, 1)")
 
@@ -96,6 +99,10 @@ class RadarPoseStudent(nn.Module):
         self.config = config = config or StudentConfig()
         self.joint_set: JointSet = by_name(config.joint_set)
         self.predicted_joints = len(HYBRIK_29) if config.rotations else len(self.joint_set)
+        # Set from the training data (set_statistics) and saved with the weights.
+        self.register_buffer("point_mean", torch.zeros(POINT_FEATURES))
+        self.register_buffer("point_scale", torch.ones(POINT_FEATURES))
+        self.register_buffer("root_mean", torch.zeros(3))
         self.encoder = PointSetEncoder(config.dim, config.point_layers)
         self.frame_position = nn.Parameter(torch.zeros(config.window, config.dim))
         nn.init.normal_(self.frame_position, std=0.02)
@@ -109,6 +116,17 @@ class RadarPoseStudent(nn.Module):
             self.twist_head = nn.Linear(config.dim, 23 * 2)
             self.beta_head = nn.Linear(config.dim, config.num_betas)
 
+    @torch.no_grad()
+    def set_statistics(self, point_mean: torch.Tensor, point_scale: torch.Tensor, root_mean: torch.Tensor) -> None:
+        """Input normalisation, (5,) mean and scale of the point features, and the mean root
+        position (3,) the root head predicts offsets from, all from the training data."""
+        if not (torch.isfinite(point_mean).all() and torch.isfinite(root_mean).all()
+                and torch.isfinite(point_scale).all() and (point_scale > 0).all()):
+            raise ValueError("student statistics must be finite, with positive scales")
+        self.point_mean.copy_(point_mean)
+        self.point_scale.copy_(point_scale)
+        self.root_mean.copy_(root_mean)
+
     def forward(self, points: torch.Tensor, mask: torch.Tensor) -> StudentPose:
         batch, window = points.shape[:2]
         if window > self.config.window:
@@ -116,9 +134,10 @@ class RadarPoseStudent(nn.Module):
         if points.shape[-1] != POINT_FEATURES or mask.shape != points.shape[:-1]:
             raise ValueError(f"points must be (B, W, N, {POINT_FEATURES}) with a (B, W, N) mask, "
                              f"got {tuple(points.shape)} and {tuple(mask.shape)}")
-        tokens = self.encoder(points, mask) + self.frame_position[-window:]    # newest frame last
+        normalised = (points - self.point_mean) / self.point_scale
+        tokens = self.encoder(normalised, mask) + self.frame_position[-window:]  # newest frame last
         hidden = self.norm(self.temporal(tokens))                              # (B, W, dim)
-        root = self.root_head(hidden)
+        root = self.root_mean + self.root_head(hidden)
         relative = self.joint_head(hidden).view(batch, window, self.predicted_joints, 3)
         joints = root.unsqueeze(2) + relative
         if not self.config.rotations:
