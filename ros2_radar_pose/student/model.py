@@ -49,8 +49,9 @@ class StudentConfig:
         joint_set = by_name(self.joint_set)
         if self.rotations and not joint_set.name.startswith(("smpl", "hybrik")):
             raise ValueError(f"rotations need an SMPL-based joint set, not {joint_set.name}")
-        if self.window < 1 or self.max_points < 1 or self.dim % self.heads or self.depth < 1 or self.point_layers < 1:
-            raise ValueError("student: window, max_points, depth and point_layers must be >= 1 and dim a multiple of heads")
+        if min(self.window, self.max_points, self.depth, self.point_layers) < 1 or self.dim % self.heads:
+            raise ValueError("student: window, max_points, depth and point_layers must be >= 1, "
+                             "and dim a multiple of heads")
         if not 0 <= self.dropout < 1:
             raise ValueError("student: dropout must be in [0, 1)")
 
