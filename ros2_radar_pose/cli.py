@@ -84,6 +84,65 @@ def _smpl_to_npz(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_option(key: str) -> str:
+    group, _, name = key.rpartition(".")
+    prefix = "" if group in ("", "student") else f"{group}-"
+    return "--" + prefix + name.replace("_", "-")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ros2_radar_pose.data.bags import BagError
+    from ros2_radar_pose.student.checkpoint import CheckpointError
+    from ros2_radar_pose.train.trainer import TrainConfig, TrainingError, train
+
+    values = {key: getattr(args, "train:" + key) for key in TrainConfig.flat_defaults()}
+    try:
+        result = train(TrainConfig.from_flat({"bags": [str(b) for b in args.bags], **values}))
+    except (BagError, CheckpointError, TrainingError, ValueError) as error:
+        print(f"radar-pose train: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"radar-pose train: interrupted; --resume continues from {args.__dict__['train:out_dir']}/last.pt",
+              file=sys.stderr)
+        return 130
+    print(f"wrote {result.checkpoint} after {result.steps} steps: joint L1 {100 * result.losses.get('joints', 0):.2f} "
+          f"cm, {result.windows_per_s:.0f} windows/s"
+          + (f", validation MPJPE {result.val_mpjpe_cm:.2f} cm" if result.val_mpjpe_cm is not None else ""))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    from ros2_radar_pose.data.bags import BagError
+    from ros2_radar_pose.student.checkpoint import CheckpointError, load_student
+    from ros2_radar_pose.train.dataset import load_bags
+    from ros2_radar_pose.train.evaluate import labelled_stamps, predict_last_frames
+    from ros2_radar_pose.train.metrics import score
+    from ros2_radar_pose.train.plots import write_report_png
+
+    try:
+        model = load_student(args.checkpoint, args.device)
+        config = model.config
+        # Orientations are not scored: positions of the student's joint set are.
+        recordings = load_bags(args.bags, config.joint_set, False, points_topic=args.points_topic,
+                               label_topic=args.label_topic, tolerance_s=args.tolerance, max_points=config.max_points)
+        predictions, truth = predict_last_frames(model, recordings, device=args.device, progress=True)
+        scores = score(predictions, truth, model.joint_set)
+    except (BagError, CheckpointError, ValueError) as error:
+        print(f"radar-pose eval: {error}", file=sys.stderr)
+        return 1
+    print(scores.format_table(model.joint_set.names))
+    png = args.png or Path(args.checkpoint).with_suffix(".eval.png")
+    write_report_png(png, scores, predictions, truth, model.joint_set, labelled_stamps(recordings),
+                     title=f"{Path(args.checkpoint).name} on {', '.join(Path(b).name for b in args.bags)}")
+    print(f"wrote {png}")
+    if args.json:
+        args.json.write_text(json.dumps(scores.to_json_dict(), indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="radar-pose", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -130,6 +189,36 @@ def build_parser() -> argparse.ArgumentParser:
     mars.add_argument("--humble", action="store_true", help="write bag version 8, which ROS 2 Humble reads")
     mars.add_argument("--overwrite", action="store_true", help="replace an existing bag at --out")
     mars.set_defaults(run=_import_mars)
+    trainer = commands.add_parser("train", help="train the radar student on labelled bags (torchrun for several "
+                                                "processes); --resume continues after a crash")
+    trainer.add_argument("bags", nargs="+", type=Path, help="bags with radar clouds and label skeletons")
+    from ros2_radar_pose.train.trainer import TrainConfig
+
+    for key, default in TrainConfig.flat_defaults().items():
+        option = {"dest": "train:" + key, "default": default, "help": f"(default: {default})",
+                  "metavar": key.rpartition(".")[2].upper()}
+        if isinstance(default, bool):
+            option["action"] = argparse.BooleanOptionalAction
+            del option["metavar"]
+        elif isinstance(default, list):
+            option.update(nargs="*", type=str)
+        else:
+            option["type"] = str if default is None else type(default)
+        trainer.add_argument(_train_option(key), **option)
+    trainer.set_defaults(run=_train)
+    evaluate = commands.add_parser("eval", help="score a trained student on labelled bags: MAE per axis, MPJPE, "
+                                                "PA-MPJPE, per-joint errors, and a PNG report")
+    evaluate.add_argument("checkpoint", type=Path, help="student checkpoint (student.pt, best.pt or last.pt)")
+    evaluate.add_argument("bags", nargs="+", type=Path, help="bags with radar clouds and label skeletons")
+    evaluate.add_argument("--label-topic", default="/radar_pose/teacher/skeleton",
+                          help="skeletons to score against (synthetic bags also have "
+                               "/radar_pose/ground_truth/skeleton)")
+    evaluate.add_argument("--points-topic", default="/radar/points")
+    evaluate.add_argument("--tolerance", type=float, default=0.05, help="stamp pairing tolerance in s (default 0.05)")
+    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--png", type=Path, default=None, help="report image (default: CHECKPOINT.eval.png)")
+    evaluate.add_argument("--json", type=Path, default=None, help="also write the scores as JSON here")
+    evaluate.set_defaults(run=_eval)
     smpl = commands.add_parser("smpl-to-npz", help="turn an official SMPL .pkl (chumpy arrays need chumpy "
                                                    "installed) into an .npz of plain arrays that loads anywhere")
     smpl.add_argument("source", type=Path, help="SMPL model .pkl")

@@ -1,0 +1,41 @@
+"""Predictions of a trained student on labelled bags, as streaming makes them: each labelled frame
+is predicted as the newest frame of the window that ends at it (student/streaming.py does the
+same one frame at a time)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ros2_radar_pose.student.model import RadarPoseStudent
+from ros2_radar_pose.train.dataset import Recording, WindowDataset
+
+
+@torch.inference_mode()
+def predict_last_frames(model: RadarPoseStudent, recordings: Sequence[Recording], batch_size: int = 64,
+                        device: str | torch.device = "cpu", progress: bool = False
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """(predictions, truth), both (M, J, 3) in metres for the M labelled frames of ``recordings``
+    in order; J is the student's joint set (NaN in truth where a label lacks a joint)."""
+    from tqdm import tqdm  # noqa: PLC0415
+
+    was_training = model.training
+    model.eval()
+    joints = len(model.joint_set)
+    dataset = WindowDataset(recordings, model.config.window)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    predictions, truth = [], []
+    for batch in tqdm(loader, desc="predict", unit="batch", disable=not progress, dynamic_ncols=True):
+        pose = model(batch["points"].to(device), batch["mask"].to(device))
+        predictions.append(pose.joints[:, -1].float().cpu().numpy())
+        truth.append(batch["targets"][:, -1, :joints].numpy())
+    model.train(was_training)
+    if not predictions:
+        return np.zeros((0, joints, 3), np.float32), np.zeros((0, joints, 3), np.float32)
+    return np.concatenate(predictions), np.concatenate(truth)
+
+
+def labelled_stamps(recordings: Sequence[Recording]) -> np.ndarray:
+    """Stamps (M,) in seconds of the labelled frames, in the order predict_last_frames gives them."""
+    return np.concatenate([rec.stamps_ns[rec.labelled] for rec in recordings]) * 1e-9
