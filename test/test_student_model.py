@@ -70,10 +70,19 @@ def test_a_seed_gives_the_same_model():
         assert not torch.allclose(model(seed=3)(x, mask).joints, model(seed=4)(x, mask).joints)
 
 
+def test_a_stretch_longer_than_the_window_gives_every_window():
+    x, mask = clouds(window=11)
+    student = model()
+    with torch.no_grad():
+        stretch = student(x, mask).joints                               # (2 * 4, 8, 24, 3)
+        assert stretch.shape == (8, 8, 24, 3)
+        torch.testing.assert_close(stretch[5], student(x[1:2, 1:9], mask[1:2, 1:9]).joints[0])
+        with pytest.raises(ValueError, match="at most 8 frames"):
+            student.decode(torch.zeros(1, 9, SMALL.dim))
+
+
 def test_bad_input_and_config_are_named():
-    x, mask = clouds(window=9)
-    with pytest.raises(ValueError, match="at most 8 frames"):
-        model()(x, mask)
+    x, mask = clouds(window=8)
     with pytest.raises(ValueError, match=r"\(B, W, N, 5\)"):
         model()(x[..., :4][:, :8], mask[:, :8])
     with pytest.raises(ValueError, match="SMPL-based"):

@@ -15,7 +15,7 @@ from ros2_radar_pose.body.joint_sets import HYBRIK_29, MARS_19, SMPL_24
 from ros2_radar_pose.data.bags import BagError, BagWriter
 from ros2_radar_pose.data.synthetic import simulate_bag
 from ros2_radar_pose.student.checkpoint import CheckpointError, load_student, read_checkpoint
-from ros2_radar_pose.student.model import StudentConfig, StudentPose
+from ros2_radar_pose.student.model import RadarPoseStudent, StudentConfig, StudentPose, windows_of
 from ros2_radar_pose.train.dataset import NO_AUGMENT, Augment, WindowDataset, load_bag
 from ros2_radar_pose.train.evaluate import predict_last_frames
 from ros2_radar_pose.train.losses import pose_losses
@@ -36,8 +36,8 @@ def quiet(_):
 
 
 def config(bag, out, **overrides):
-    settings = dict(bags=[str(bag)], out_dir=str(out), epochs=2, batch_size=8, student=TINY, checkpoint_every=5,
-                    log_every=5, progress_bar=False)
+    settings = dict(bags=[str(bag)], out_dir=str(out), epochs=2, batch_size=4, windows_per_example=4, student=TINY,
+                    warmup_steps=10, checkpoint_every=5, log_every=5, progress_bar=False)
     return TrainConfig(**{**settings, **overrides})
 
 
@@ -127,6 +127,23 @@ def test_losses_vanish_at_the_truth_and_ignore_what_is_unknown():
     shaky = targets.clone()
     shaky[:, 1::2] += 0.05
     assert float(pose_losses(StudentPose(shaky[:, :, 0], shaky), batch, MARS_19)["velocity"]) > 0.02
+
+
+def test_stretches_make_each_frame_the_newest_of_one_window_and_predict_as_windows_do(sim_bag):
+    recordings, _ = load_bag(sim_bag, "smpl_24", rotations=False)
+    stretched = WindowDataset(recordings, 8, windows=5)
+    newest = torch.cat([windows_of(stretched[i]["labelled"][None], 8)[:, -1] for i in range(len(stretched))])
+    assert int(newest.sum()) == sum(int(r.labelled.sum()) for r in recordings)
+    torch.manual_seed(0)
+    model = RadarPoseStudent(StudentConfig(**{**TINY.__dict__, "rotations": False, "joint_set": "smpl_24"})).eval()
+    predictions, truth = predict_last_frames(model, recordings)
+    single = WindowDataset(recordings, 8)
+    with torch.no_grad():
+        for i in (0, 7, len(single) - 1):
+            one = single[i]
+            expected = model(one["points"][None], one["mask"][None]).joints[0, -1].numpy()
+            np.testing.assert_allclose(predictions[i], expected, atol=1e-5)
+            np.testing.assert_array_equal(truth[i], one["targets"][-1].numpy())
 
 
 def test_epoch_batches_split_one_permutation_between_processes():
@@ -222,11 +239,13 @@ def test_two_processes_train_one_model_through_torchrun(sim_bag, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "ros2_radar_pose.cli", "train",
-                          str(sim_bag), "--out-dir", str(out), "--epochs", "1", "--batch-size", "4", "--window", "8",
+                          str(sim_bag), "--out-dir", str(out), "--epochs", "1", "--batch-size", "2", "--window", "8",
+                          "--windows-per-example", "4",
                           "--dim", "32", "--depth", "1", "--heads", "2", "--nb-features", "16", "--device", "cpu",
                           "--no-progress-bar"], capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "2 processes" in run.stdout and run.stdout.count("finished step") == 1    # rank 0 speaks
-    windows = sum(r.labelled.sum() for r in load_bag(sim_bag, "smpl_24", rotations=True)[0])
-    assert f"finished step {windows // 8}/{windows // 8}" in run.stdout                # each step takes 2 x 4 windows
+    stretches = len(WindowDataset(load_bag(sim_bag, "smpl_24", rotations=True)[0], 8, windows=4))
+    steps = stretches // 4                                                 # each step takes 2 x 2 stretches
+    assert f"finished step {steps}/{steps}" in run.stdout
     assert load_student(out / "student.pt").config.window == 8

@@ -128,16 +128,20 @@ class RadarPoseStudent(nn.Module):
         self.point_scale.copy_(point_scale)
         self.root_mean.copy_(root_mean)
 
-    def forward(self, points: torch.Tensor, mask: torch.Tensor) -> StudentPose:
-        batch, window = points.shape[:2]
-        if window > self.config.window:
-            raise ValueError(f"the student sees at most {self.config.window} frames, got {window}")
+    def encode(self, points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """One token per frame, (B, T, dim), for any number of frames T: training encodes a stretch
+        of frames once and cuts it into overlapping windows for ``decode``."""
         if points.shape[-1] != POINT_FEATURES or mask.shape != points.shape[:-1]:
             raise ValueError(f"points must be (B, W, N, {POINT_FEATURES}) with a (B, W, N) mask, "
                              f"got {tuple(points.shape)} and {tuple(mask.shape)}")
-        normalised = (points - self.point_mean) / self.point_scale
-        tokens = self.encoder(normalised, mask) + self.frame_position[-window:]  # newest frame last
-        hidden = self.norm(self.temporal(tokens))                              # (B, W, dim)
+        return self.encoder((points - self.point_mean) / self.point_scale, mask)
+
+    def decode(self, tokens: torch.Tensor) -> StudentPose:
+        """Frame tokens (B, W, dim) of one window, newest last -> the pose of each of its frames."""
+        batch, window = tokens.shape[:2]
+        if window > self.config.window:
+            raise ValueError(f"the student sees at most {self.config.window} frames, got {window}")
+        hidden = self.norm(self.temporal(tokens + self.frame_position[-window:]))    # (B, W, dim)
         root = self.root_mean + self.root_head(hidden)
         relative = self.joint_head(hidden).view(batch, window, self.predicted_joints, 3)
         joints = root.unsqueeze(2) + relative
@@ -145,3 +149,20 @@ class RadarPoseStudent(nn.Module):
             return StudentPose(root, joints)
         twist = nn.functional.normalize(self.twist_head(hidden).view(batch, window, 23, 2), dim=-1)
         return StudentPose(root, joints[:, :, :len(self.joint_set)], twist, self.beta_head(hidden), joints)
+
+    def forward(self, points: torch.Tensor, mask: torch.Tensor) -> StudentPose:
+        """Points (B, T, N, 5) and mask (B, T, N) -> the pose of each frame of each window. Up to W
+        frames are one window (poses (B, T, ...)); a longer stretch is every window of W frames in
+        it, each frame encoded once (poses (B * (T - W + 1), W, ...), see ``windows_of``)."""
+        tokens = self.encode(points, mask)
+        if tokens.shape[1] > self.config.window:
+            tokens = windows_of(tokens, self.config.window)
+        return self.decode(tokens)
+
+
+def windows_of(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Every run of ``window`` consecutive frames: (B, T, ...) -> (B * (T - window + 1), window, ...),
+    windows of one stretch next to each other, oldest first."""
+    runs = x.unfold(1, window, 1)                                   # (B, S, ..., window)
+    runs = runs.movedim(-1, 2)                                      # (B, S, window, ...)
+    return runs.reshape(-1, window, *x.shape[2:])

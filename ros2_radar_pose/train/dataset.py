@@ -5,6 +5,11 @@ tolerance). Frames without a label stay in the recording (the student still sees
 but take no part in the loss; how many there were is reported per bag, never silently dropped.
 A recording is a stretch of frames without a gap longer than ``gap_s``; windows never span two.
 
+Raw clouds (``/radar/points``) go through radar_ingest's preprocessing (radar/preprocess.py, its
+default parameters, restarted at each recording) so the student learns from what the student
+node will be given (``/radar_pose/points``); ``preprocess=False`` takes the clouds as they are
+(for bags that recorded ``/radar_pose/points``).
+
 The label topic's joint set is recognised by its joint count (24 SMPL, 29 HybrIK, 25 Kinect,
 19 MARS) and mapped to the student's joint set (body/joint_sets.py). Labels with orientations
 (SMPL-24 global rotations, as the teacher publishes) also give the student's extra targets: the
@@ -27,6 +32,7 @@ from ros2_radar_pose.body.joint_sets import HYBRIK_29, JOINT_SETS, JointSet, by_
 from ros2_radar_pose.body.models import AnthropometricBody
 from ros2_radar_pose.data.bags import BagError, BagReader
 from ros2_radar_pose.data.sync import synchronized
+from ros2_radar_pose.radar.preprocess import CloudPreprocessor, PreprocessConfig
 from ros2_radar_pose.student.inputs import MAX_POINTS, pack_clouds
 
 JOINT_SET_BY_COUNT = {len(s): s for s in JOINT_SETS.values()}
@@ -83,7 +89,7 @@ def label_joint_set(joint_count: int) -> JointSet:
 
 def load_bag(path: str | Path, joint_set: str | JointSet, rotations: bool, points_topic: str = topics.RADAR_POINTS,
              label_topic: str = topics.TEACHER_SKELETON, tolerance_s: float = 0.05, gap_s: float = 1.0,
-             max_points: int = MAX_POINTS) -> tuple[list[Recording], BagReport]:
+             max_points: int = MAX_POINTS, preprocess: bool = True) -> tuple[list[Recording], BagReport]:
     """The labelled recordings of one bag and its report. A damaged bag gives what it has up to
     the damage (the problem is in the report); a bag that cannot be used at all (missing topics,
     wrong types, labels of an unmappable joint set) raises BagError or ValueError."""
@@ -131,16 +137,29 @@ def load_bag(path: str | Path, joint_set: str | JointSet, rotations: bool, point
         targets, twist = _rotation_targets(raw_positions, raw_rotations, labelled)
     else:
         targets, twist = mapping(source, joint_set).apply(raw_positions).astype(np.float32), None
-    points, mask = pack_clouds(clouds, max_points)
-    recordings = []
     stamps = np.asarray(stamps, dtype=np.int64)
     breaks = np.flatnonzero(np.diff(stamps) > gap_s * 1e9) + 1
-    for part in np.split(np.arange(len(stamps)), breaks):
+    parts = np.split(np.arange(len(stamps)), breaks)
+    if preprocess:
+        clouds = preprocessed(clouds, stamps, parts)
+    points, mask = pack_clouds(clouds, max_points)
+    recordings = []
+    for part in parts:
         if labelled[part].any():
             recordings.append(Recording(path, stamps[part], points[part], mask[part], targets[part], labelled[part],
                                         None if twist is None else twist[part]))
     report.recordings = len(recordings)
     return recordings, report
+
+
+def preprocessed(clouds: list[np.ndarray], stamps_ns: np.ndarray, parts: list[np.ndarray],
+                 config: PreprocessConfig | None = None) -> list[np.ndarray]:
+    """The person's cloud of each frame, as radar_ingest gives it, restarted at each recording."""
+    out = []
+    for part in parts:
+        preprocessor = CloudPreprocessor(config or PreprocessConfig())
+        out += [preprocessor.process(clouds[t], stamps_ns[t] * 1e-9).cloud for t in part]
+    return out
 
 
 def _rotation_targets(positions: np.ndarray, rotations: np.ndarray, labelled: np.ndarray):
@@ -196,17 +215,30 @@ NO_AUGMENT = Augment(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 class WindowDataset(torch.utils.data.Dataset):
-    """One example per labelled frame: the ``window`` frames ending at it, empty frames before a
-    recording's start. Example ``i`` of epoch ``e`` is augmented with a generator seeded by
-    (seed, e, i), so an epoch is the same whichever worker or process makes it, and resumed
-    training sees exactly what it would have seen."""
+    """Examples of ``windows`` consecutive windows of ``window`` frames: a stretch of
+    ``window + windows - 1`` frames, each encoded once by the student (``RadarPoseStudent.forward``
+    cuts it into its windows). Stretches end every ``windows`` frames from a recording's end, so
+    each frame is the newest of exactly one window per epoch; those holding no labelled newest
+    frame are left out. Frames before a recording's start are empty, as streaming starts.
 
-    def __init__(self, recordings: Sequence[Recording], window: int, augment: Augment | None = None, seed: int = 0):
-        self.recordings, self.window, self.augment, self.seed = list(recordings), window, augment, seed
-        self.epoch = 0
-        self.index = np.array([(r, t) for r, rec in enumerate(self.recordings) for t in np.flatnonzero(rec.labelled)],
-                              dtype=np.int64).reshape(-1, 2)
-        self.with_twist = all(rec.twist is not None for rec in self.recordings)
+    Example ``i`` of epoch ``e`` is augmented with a generator seeded by (seed, e, i), so an epoch
+    is the same whichever worker or process makes it, and resumed training sees exactly what it
+    would have seen."""
+
+    def __init__(self, recordings: Sequence[Recording], window: int, augment: Augment | None = None, seed: int = 0,
+                 windows: int = 1):
+        if window < 1 or windows < 1:
+            raise ValueError("window and windows must be >= 1")
+        self.recordings, self.window, self.windows = list(recordings), window, windows
+        self.augment, self.seed, self.epoch = augment, seed, 0
+        self.length = window + windows - 1
+        ends = []
+        for r, rec in enumerate(self.recordings):
+            for t in range(len(rec) - 1, -1, -windows):
+                if rec.labelled[max(t + 1 - windows, 0):t + 1].any():
+                    ends.append((r, t))
+        self.index = np.array(sorted(ends), dtype=np.int64).reshape(-1, 2)       # in time order
+        self.with_twist = bool(self.recordings) and all(rec.twist is not None for rec in self.recordings)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -217,14 +249,14 @@ class WindowDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         r, t = self.index[i]
         rec = self.recordings[r]
-        start = t + 1 - self.window
+        start = t + 1 - self.length
         frames = slice(max(start, 0), t + 1)
         pad = max(-start, 0)
 
         def padded(array: np.ndarray, fill) -> np.ndarray:
             if not pad:
                 return array[frames].copy()
-            out = np.full((self.window, *array.shape[1:]), fill, dtype=array.dtype)
+            out = np.full((self.length, *array.shape[1:]), fill, dtype=array.dtype)
             out[pad:] = array[frames]
             return out
 

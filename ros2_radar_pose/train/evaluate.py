@@ -8,12 +8,12 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ros2_radar_pose.student.model import RadarPoseStudent
+from ros2_radar_pose.student.model import RadarPoseStudent, windows_of
 from ros2_radar_pose.train.dataset import Recording, WindowDataset
 
 
 @torch.inference_mode()
-def predict_last_frames(model: RadarPoseStudent, recordings: Sequence[Recording], batch_size: int = 64,
+def predict_last_frames(model: RadarPoseStudent, recordings: Sequence[Recording], batch_size: int = 8,
                         device: str | torch.device = "cpu", progress: bool = False
                         ) -> tuple[np.ndarray, np.ndarray]:
     """(predictions, truth), both (M, J, 3) in metres for the M labelled frames of ``recordings``
@@ -23,13 +23,15 @@ def predict_last_frames(model: RadarPoseStudent, recordings: Sequence[Recording]
     was_training = model.training
     model.eval()
     joints = len(model.joint_set)
-    dataset = WindowDataset(recordings, model.config.window)
+    window = model.config.window
+    dataset = WindowDataset(recordings, window, windows=64)      # each frame encoded once
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     predictions, truth = [], []
     for batch in tqdm(loader, desc="predict", unit="batch", disable=not progress, dynamic_ncols=True):
         pose = model(batch["points"].to(device), batch["mask"].to(device))
-        predictions.append(pose.joints[:, -1].float().cpu().numpy())
-        truth.append(batch["targets"][:, -1, :joints].numpy())
+        newest = windows_of(batch["labelled"], window)[:, -1]
+        predictions.append(pose.joints[:, -1][newest.to(device)].float().cpu().numpy())
+        truth.append(windows_of(batch["targets"], window)[:, -1, :joints][newest].numpy())
     model.train(was_training)
     if not predictions:
         return np.zeros((0, joints, 3), np.float32), np.zeros((0, joints, 3), np.float32)

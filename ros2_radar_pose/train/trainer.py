@@ -31,7 +31,7 @@ from tqdm import tqdm
 from ros2_radar_pose import topics
 from ros2_radar_pose.body.joint_sets import by_name
 from ros2_radar_pose.student.checkpoint import CheckpointError, config_of, read_checkpoint, save_checkpoint
-from ros2_radar_pose.student.model import RadarPoseStudent, StudentConfig
+from ros2_radar_pose.student.model import RadarPoseStudent, StudentConfig, windows_of
 from ros2_radar_pose.train.dataset import Augment, Recording, WindowDataset, load_bags
 from ros2_radar_pose.train.losses import LossWeights, pose_losses
 
@@ -53,9 +53,11 @@ class TrainConfig:
     label_topic: str = topics.TEACHER_SKELETON
     tolerance_s: float = 0.05             # radar frame <-> label stamp pairing
     gap_s: float = 1.0                    # a longer gap between frames starts a new recording
+    preprocess: bool = True               # clean raw clouds as radar_ingest does (off for /radar_pose/points)
     student: StudentConfig = field(default_factory=StudentConfig)
     epochs: int = 20
-    batch_size: int = 32
+    batch_size: int = 8                   # stretches of frames per step (per process)
+    windows_per_example: int = 16         # windows cut from each stretch: a step trains on batch_size x this
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 200
@@ -226,15 +228,16 @@ def _train(config, device, rank, world, lead, say, out, last, on_progress, shoul
 
     joint_set = by_name(student_config.joint_set)
     options = dict(points_topic=config.points_topic, label_topic=config.label_topic, tolerance_s=config.tolerance_s,
-                   gap_s=config.gap_s, max_points=student_config.max_points)
+                   gap_s=config.gap_s, max_points=student_config.max_points, preprocess=config.preprocess)
     recordings = load_bags(config.bags, joint_set, student_config.rotations, log=say, **options)
     val_recordings = (load_bags(config.val_bags, joint_set, student_config.rotations, log=say, **options)
                       if config.val_bags else [])
-    dataset = WindowDataset(recordings, student_config.window, config.augment, config.seed)
+    dataset = WindowDataset(recordings, student_config.window, config.augment, config.seed,
+                            config.windows_per_example)
     steps_per_epoch = len(dataset) // (config.batch_size * world)
     if steps_per_epoch < 1:
-        raise ValueError(f"{len(dataset)} labelled windows make no batch of {config.batch_size} "
-                         f"per process ({world} processes): lower --batch-size")
+        raise ValueError(f"{len(dataset)} stretches of labelled frames make no batch of {config.batch_size} "
+                         f"per process ({world} processes): lower --batch-size or --windows-per-example")
     total_steps = steps_per_epoch * config.epochs
 
     torch.manual_seed(config.seed)
@@ -268,8 +271,8 @@ def _train(config, device, rank, world, lead, say, out, last, on_progress, shoul
     if lead:
         from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 - only rank 0 pays for it
         writer = SummaryWriter(str(out / "tensorboard"), purge_step=step if resumed else None)
-    say(f"training on {device} ({world} process{'es' if world > 1 else ''}): {len(dataset)} windows, "
-        f"{steps_per_epoch} steps per epoch, {total_steps} steps")
+    say(f"training on {device} ({world} process{'es' if world > 1 else ''}): {len(dataset)} stretches of "
+        f"{config.windows_per_example} windows, {steps_per_epoch} steps per epoch, {total_steps} steps")
 
     def checkpoint(path: Path) -> None:
         if lead:
@@ -300,8 +303,9 @@ def _train(config, device, rank, world, lead, say, out, last, on_progress, shoul
         for batch in loader:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                pose = trained(batch["points"], batch["mask"])
-            terms = pose_losses(pose, batch, joint_set, config.loss)
+                pose = trained(batch["points"], batch["mask"])                 # every window of each stretch
+            labels = {k: windows_of(v, student_config.window) for k, v in batch.items() if k not in ("points", "mask")}
+            terms = pose_losses(pose, labels, joint_set, config.loss)
             optimizer.zero_grad(set_to_none=True)
             if not torch.isfinite(terms["total"]):
                 bad_steps, skipped = bad_steps + 1, skipped + 1
@@ -317,7 +321,7 @@ def _train(config, device, rank, world, lead, say, out, last, on_progress, shoul
                 scaler.update()
             scheduler.step()
             step += 1
-            windows += len(batch["points"]) * world
+            windows += len(labels["labelled"]) * world
             bar.update(1)
             if step % config.log_every == 0 or step == total_steps:
                 losses = {k: float(v.detach()) for k, v in terms.items()}
