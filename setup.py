@@ -27,6 +27,8 @@ setup(
             "radar-pose = ros2_radar_pose.cli:main",
             "radar_ingest = ros2_radar_pose.nodes.radar_ingest:main",
             "bag_player = ros2_radar_pose.nodes.bag_player:main",
+            "student = ros2_radar_pose.nodes.student:main",
+            "trainer = ros2_radar_pose.nodes.trainer:main",
         ],
     },
 )

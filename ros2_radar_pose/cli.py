@@ -115,7 +115,7 @@ def _eval(args: argparse.Namespace) -> int:
     import json
 
     from ros2_radar_pose.data.bags import BagError
-    from ros2_radar_pose.student.checkpoint import CheckpointError, load_student
+    from ros2_radar_pose.student.checkpoint import CheckpointError, load_student, read_checkpoint
     from ros2_radar_pose.train.dataset import load_bags
     from ros2_radar_pose.train.evaluate import labelled_stamps, predict_last_frames
     from ros2_radar_pose.train.metrics import score
@@ -124,9 +124,13 @@ def _eval(args: argparse.Namespace) -> int:
     try:
         model = load_student(args.checkpoint, args.device)
         config = model.config
+        preprocess = args.preprocess
+        if preprocess is None:      # as the student was trained
+            preprocess = read_checkpoint(args.checkpoint).get("train_config", {}).get("preprocess", True)
         # Orientations are not scored: positions of the student's joint set are.
         recordings = load_bags(args.bags, config.joint_set, False, points_topic=args.points_topic,
-                               label_topic=args.label_topic, tolerance_s=args.tolerance, max_points=config.max_points)
+                               label_topic=args.label_topic, tolerance_s=args.tolerance, max_points=config.max_points,
+                               preprocess=preprocess)
         predictions, truth = predict_last_frames(model, recordings, device=args.device, progress=True)
         scores = score(predictions, truth, model.joint_set)
     except (BagError, CheckpointError, ValueError) as error:
@@ -215,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "/radar_pose/ground_truth/skeleton)")
     evaluate.add_argument("--points-topic", default="/radar/points")
     evaluate.add_argument("--tolerance", type=float, default=0.05, help="stamp pairing tolerance in s (default 0.05)")
+    evaluate.add_argument("--preprocess", action=argparse.BooleanOptionalAction, default=None,
+                          help="clean raw clouds as radar_ingest does (default: as the student was trained)")
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--png", type=Path, default=None, help="report image (default: CHECKPOINT.eval.png)")
     evaluate.add_argument("--json", type=Path, default=None, help="also write the scores as JSON here")

@@ -1,0 +1,151 @@
+"""student: the person's radar cloud in, the radar student's skeleton out.
+
+Input: ``radar_pose/points`` (radar_ingest's clouds). Output: ``radar_pose/student/skeleton``
+(PoseArray, the cloud's stamp and frame, the checkpoint's joint set in order, global orientations
+for SMPL-based students, identity otherwise), and with ``publish_tf`` (on when physics refinement
+is off) TF frames of the body (REP-155, ``body_<body_id>`` and ``<joint>_<body_id>``) and markers
+for RViz. ``/diagnostics``: rate, inference time, frames dropped and why.
+
+A missing or unusable checkpoint stops the node at start with one line saying what is wrong.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PoseArray
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import PointCloud2
+from tf2_msgs.msg import TFMessage
+from visualization_msgs.msg import MarkerArray
+
+from ros2_radar_pose.body.models import load_body_model
+from ros2_radar_pose.body.smpl_file import SMPLFileError
+from ros2_radar_pose.ros.diagnostics import ERROR, OK, WARN, NodeDiagnostics
+from ros2_radar_pose.ros.params import ParameterError, declare
+from ros2_radar_pose.ros.pointcloud2 import CloudDecoder, PointCloudError
+from ros2_radar_pose.ros.qos import SENSOR_PUBLICATION, SENSOR_SUBSCRIPTION, TF
+from ros2_radar_pose.ros.skeleton import skeleton_to_markers, skeleton_to_pose_array, skeleton_to_tf
+from ros2_radar_pose.ros.time import to_seconds
+from ros2_radar_pose.student.checkpoint import CheckpointError, load_student
+from ros2_radar_pose.student.streaming import StreamingStudent
+
+
+class StudentNode(Node):
+    def __init__(self, **node_options):
+        super().__init__("student", **node_options)
+        param = lambda name, default, description="": declare(self, name, default, description)  # noqa: E731
+        checkpoint = param("checkpoint", "", "student checkpoint (radar-pose train writes OUT/student.pt)")
+        device = param("device", "cpu", "torch device: cpu, cuda, cuda:1 ...")
+        joint_set = param("joint_set", "", "refuse a checkpoint of another joint set (empty: take any)")
+        smpl_model = param("smpl_model", "", "SMPL model file for orientations (empty: the built-in body)")
+        self.publish_tf = param("publish_tf", True, "publish TF frames and markers (off when physics refines)")
+        self.body_id = param("body_id", "0", "REP-155 body id in frame names")
+        self.reset_after = param("reset_after", 1.0, "seconds without a cloud after which the window restarts")
+        self.stale_after = param("stale_after", 2.0, "seconds without input before diagnostics say ERROR")
+        if not checkpoint:
+            raise ParameterError("parameter 'checkpoint' is empty: name a student checkpoint "
+                                 "(radar-pose train writes OUT/student.pt)")
+        try:
+            model = load_student(checkpoint, device, expect={"joint_set": joint_set} if joint_set else None)
+            body = load_body_model(smpl_model or None) if model.config.rotations else None
+        except (CheckpointError, SMPLFileError) as error:
+            raise ParameterError(str(error)) from None
+        self.joint_set = model.joint_set
+        self.student = StreamingStudent(model, body)
+        self.decode = CloudDecoder({}, 20000)
+
+        self._lock = threading.Lock()
+        self._frames = self._dropped = 0
+        self._seconds = 0.0
+        self._last_stamp: float | None = None
+        self._last_input: float | None = None
+        self._window_start, self._window_frames = time.monotonic(), 0
+        self.skeleton = self.create_publisher(PoseArray, "radar_pose/student/skeleton", SENSOR_PUBLICATION)
+        self.tf = self.create_publisher(TFMessage, "/tf", TF) if self.publish_tf else None
+        self.markers = self.create_publisher(MarkerArray, "radar_pose/markers", SENSOR_PUBLICATION) \
+            if self.publish_tf else None
+        self.diagnostics = NodeDiagnostics(self, "radar student", self._status, hardware_id=str(checkpoint),
+                                           period=param("diagnostics_period", 1.0))
+        self.create_subscription(PointCloud2, "radar_pose/points", self.on_cloud, SENSOR_SUBSCRIPTION)
+        self.get_logger().info(f"student {checkpoint} ({self.joint_set.name}, window {model.config.window}) on "
+                               f"{device}: {self.resolve_topic_name('radar_pose/points')} -> "
+                               f"{self.skeleton.topic_name}")
+
+    def on_cloud(self, msg: PointCloud2) -> None:
+        try:
+            cloud = self.decode(msg)
+        except (PointCloudError, ValueError) as error:
+            self._drop("malformed_cloud", str(error))
+            return
+        stamp = to_seconds(msg.header.stamp)
+        if self._last_stamp is not None and not 0 <= stamp - self._last_stamp <= self.reset_after:
+            self.student.reset()           # a gap, or time went back (a bag looped): a new window
+        self._last_stamp = stamp
+        started = time.perf_counter()
+        try:
+            pose = self.student.push(cloud)
+        except Exception:  # a bug must cost one frame, not the node
+            self._drop("internal_error", traceback.format_exc())
+            return
+        finite = np.isfinite(pose.positions).all() and (pose.rotations is None or np.isfinite(pose.rotations).all())
+        if not finite:
+            self._drop("non_finite_pose", "the network gave NaN or inf")
+            return
+        self.skeleton.publish(skeleton_to_pose_array(pose.positions, pose.rotations, msg.header))
+        if self.publish_tf:
+            rotations = pose.rotations if pose.rotations is not None else np.tile([0.0, 0.0, 0.0, 1.0],
+                                                                                   (len(pose.positions), 1))
+            self.tf.publish(skeleton_to_tf(pose.positions, rotations, self.joint_set, msg.header, self.body_id))
+            self.markers.publish(skeleton_to_markers(pose.positions, self.joint_set, msg.header,
+                                                     namespace="student"))
+        with self._lock:
+            self._frames += 1
+            self._window_frames += 1
+            self._seconds += time.perf_counter() - started
+            self._last_input = time.monotonic()
+
+    def _drop(self, kind: str, message: str) -> None:
+        with self._lock:
+            self._dropped += 1
+            self._last_input = time.monotonic()
+        self.diagnostics.problem(kind, f"{message}; frame dropped")
+
+    def _status(self) -> tuple[bytes, str, dict]:
+        now = time.monotonic()
+        with self._lock:
+            rate = self._window_frames / max(now - self._window_start, 1e-9)
+            self._window_start, self._window_frames = now, 0
+            values = {"rate_hz": rate, "frames": self._frames, "frames_dropped": self._dropped,
+                      "inference_ms": 1000 * self._seconds / max(self._frames, 1), "joint_set": self.joint_set.name}
+            silent = None if self._last_input is None else now - self._last_input
+        if silent is None:
+            return WARN, "waiting for input", values
+        if silent > self.stale_after:
+            return ERROR, f"no input for {silent:.1f} s", values
+        return OK, f"{rate:.1f} Hz, {values['inference_ms']:.1f} ms per frame", values
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = StudentNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ParameterError as error:  # one clear line, no traceback
+        rclpy.logging.get_logger("student").fatal(str(error))
+        raise SystemExit(2) from None
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
