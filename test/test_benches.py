@@ -1,7 +1,7 @@
 """The synthetic-world benchmarks run and report what they claim (their figures come from full runs)."""
 import pytest
 
-from bench import sim_vs_real, simulate
+from bench import attention, sim_vs_real, simulate, student_latency
 from ros2_radar_pose.data.mars import available
 
 pytestmark = pytest.mark.slow
@@ -30,3 +30,32 @@ def test_sim_vs_real_bench_compares_against_a_real_yardstick():
     assert 0 < result["score_real_vs_real"] < result["score_sim_vs_real"] < 1.0
     assert abs(result["extrinsic_offset_m"][1]) < 0.5
     assert set(result["per_statistic_w1_scaled"]) >= {"points_per_frame", "bone_distance", "velocity", "intensity"}
+
+
+def test_attention_bench_measures_the_matrix_and_skips_what_it_cannot_afford(capsys):
+    result = attention.main(["--windows", "2048", "4096", "--threads", "1", "--repeats", "1", "--budget", "0",
+                             "--max-seconds", "1e-9"])
+    row = result["windows"]["2048"]
+    assert all(row[kind]["ms"] > 0 and row[kind]["peak_mib"] > 0 for kind in attention.KINDS)
+    assert row["speedup"] == round(row["softmax"]["ms"] / row["performer"]["ms"], 2)
+    assert row["memory_fraction"] == round(row["performer"]["peak_mib"] / row["softmax"]["peak_mib"], 4)
+    # the measured peak holds the (heads, W, W) matrix softmax attention materialises, FAVOR+ does not
+    assert row["attention_matrix_mib"] == 4 * 2048 ** 2 * 4 / 2 ** 20
+    assert row["softmax"]["peak_mib"] > row["attention_matrix_mib"] > row["performer"]["peak_mib"]
+    skipped = result["windows"]["4096"]                  # projected past --max-seconds: skipped, with the reason
+    assert all("projected" in skipped[kind]["skipped"] for kind in attention.KINDS)
+    assert skipped["speedup"] is None and result["target_met"] is None
+    assert 0 < result["favor_vs_softmax_relative_gap_w64"] < 1   # an approximation of the same block
+    assert capsys.readouterr().out.count("\n") == 1
+
+
+def test_student_latency_bench_reports_push_percentiles_and_its_reference(capsys):
+    result = student_latency.main(["--frames", "40"])
+    push, reference = result["push_ms"], result["reference_push_ms"]
+    assert result["frames"] == 40 and result["window"] == 32 and result["threads"] == 1
+    assert 0 < push["p50"] <= push["p90"] <= push["p99"]
+    assert result["speedup_p50"] == round(reference["p50"] / push["p50"], 2)
+    assert result["speedup_p50"] > 1                    # re-encoding the whole window costs more
+    assert result["target_met"] == (push["p50"] <= result["target_ms"])
+    assert all(0 < part < push["p99"] for part in result["breakdown_ms_p50"].values())
+    assert capsys.readouterr().out.count("\n") == 1

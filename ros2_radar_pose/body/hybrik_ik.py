@@ -29,7 +29,7 @@ import torch
 
 from ros2_radar_pose.body.joint_sets import HYBRIK_29
 from ros2_radar_pose.body.kinematics import rest_bones, tree_levels
-from ros2_radar_pose.body.rotations import closest_rotation, rotation_about, rotation_between
+from ros2_radar_pose.body.rotations import cached_constants, closest_rotation, rotation_about, rotation_between
 
 ROOT, SPINE3 = 0, 9
 ROOT_CHILDREN, SPINE3_CHILDREN = (1, 2, 3), (12, 13, 14)
@@ -46,12 +46,15 @@ _ANTIPARALLEL = -1.0 + 1e-6             # cos below which the swing axis is unde
 class IKResult:
     """``local_rotations`` (B, 24, 3, 3); ``joints`` (B, 29, 3): the solution's posed joints, root
     on the target root; ``translation`` (B, 3): the SMPL translation that puts the rest root
-    there; ``degenerate`` (B, 24) bool: joints whose swing or twist fell back to identity."""
+    there; ``degenerate`` (B, 24) bool: joints whose swing or twist fell back to identity;
+    ``global_rotations`` (B, 24, 3, 3): the solution's forward kinematics, which solving builds
+    anyway (a separate forward kinematics pass costs a quarter of the IK at batch 1)."""
 
     local_rotations: torch.Tensor
     joints: torch.Tensor
     translation: torch.Tensor
     degenerate: torch.Tensor
+    global_rotations: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ def _levels() -> tuple[_Level, ...]:
     return tuple(levels)
 
 
-@lru_cache(maxsize=8)
+@cached_constants(maxsize=8)
 def _indices(device: torch.device) -> dict[str, torch.Tensor]:
     """Index tensors of the level plan on ``device``, built once. Every per-joint input is gathered
     once into level order, so each level reads contiguous slices."""
@@ -136,7 +139,7 @@ def inverse_kinematics(targets: torch.Tensor, twist: torch.Tensor, rest_joints: 
     root, root_bad = _kabsch(pick(bones, "root_children"), pick(targets, "root_children") - targets[:1],
                              pick(finite, "root_valid").all(0), eps)
     chain, positions = root[None], rest[:1]                                      # level 0
-    all_local, all_bad, all_positions = [root[None]], [root_bad[None]], [positions]
+    all_local, all_global, all_bad, all_positions = [root[None]], [root[None]], [root_bad[None]], [positions]
     offset = 0
     for k, level in enumerate(_levels()):
         slots = level.parent_slot
@@ -170,10 +173,12 @@ def inverse_kinematics(targets: torch.Tensor, twist: torch.Tensor, rest_joints: 
         # Leaves come last in a level and parent nothing, so the chain stops short of them.
         chain = parent_chain[:level.n_rotations] @ rotations
         all_local.append(rotations)
+        all_global.append(chain)
         all_bad.append(torch.cat(bad) if len(bad) > 1 else bad[0])
     local_rotations = pick(torch.cat(all_local), "rotation_inverse").transpose(0, 1)
     joints = pick(torch.cat(all_positions), "position_inverse").transpose(0, 1) + translation[:, None]
-    return IKResult(local_rotations, joints, translation, pick(torch.cat(all_bad), "rotation_inverse").T)
+    return IKResult(local_rotations, joints, translation, pick(torch.cat(all_bad), "rotation_inverse").T,
+                    pick(torch.cat(all_global), "rotation_inverse").transpose(0, 1))
 
 
 def twist_from_rotations(local_rotations: torch.Tensor, rest_joints: torch.Tensor,

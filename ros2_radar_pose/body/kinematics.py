@@ -13,6 +13,7 @@ from functools import lru_cache
 import torch
 
 from ros2_radar_pose.body.joint_sets import HYBRIK_29
+from ros2_radar_pose.body.rotations import cached_constants
 
 
 @lru_cache(maxsize=16)
@@ -30,7 +31,7 @@ def tree_levels(parents: tuple[int, ...]) -> tuple[tuple[tuple[int, ...], tuple[
     return tuple(levels)
 
 
-@lru_cache(maxsize=16)
+@cached_constants(maxsize=16)
 def _parent_index(parents: tuple[int, ...], device: torch.device) -> torch.Tensor:
     return torch.tensor([max(p, 0) for p in parents], device=device)
 

@@ -8,7 +8,7 @@ columns of the rotation matrix, column 0 then column 1 (Zhou et al., CVPR 2019);
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import lru_cache, wraps
 
 import roma
 import torch
@@ -36,7 +36,23 @@ def euler_to_matrix(angles: torch.Tensor, convention: str = "XYZ") -> torch.Tens
     return roma.euler_to_rotmat(convention, angles)
 
 
-@lru_cache(maxsize=16)
+def cached_constants(maxsize: int):
+    """``lru_cache`` for functions that build constant tensors, built outside inference mode: made
+    inside it (on a first call from inference code), they could never be saved for backward by a
+    later call that needs gradients."""
+    def decorate(build):
+        cached = lru_cache(maxsize=maxsize)(build)
+
+        @wraps(build)
+        def constants(*args):
+            with torch.inference_mode(False):
+                return cached(*args)
+        constants.cache_clear = cached.cache_clear
+        return constants
+    return decorate
+
+
+@cached_constants(maxsize=16)
 def _constants(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The 3x3 identity, and the (3, 9) matrix with skew(v) flattened row by row = v @ it (one
     small matrix product, fast at any batch size)."""

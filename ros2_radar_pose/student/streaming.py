@@ -1,9 +1,16 @@
 """Streaming inference: one cloud in, the pose of that frame out.
 
-A ring buffer holds the last W packed frames (W = the student's window), empty frames before the
-first cloud, exactly as training pads the start of a recording. Each new cloud replaces the
-oldest frame and the network predicts the newest one; attention is not causal and only ever
-sees the buffer (student/model.py), so no step uses performer-pytorch's causal path.
+A ring buffer holds the last W frames (W = the student's window), empty frames before the first
+cloud, exactly as training pads the start of a recording. Each new cloud replaces the oldest
+frame and the network predicts the newest one; attention is not causal and only ever sees the
+buffer (student/model.py), so no step uses performer-pytorch's causal path.
+
+The buffer holds frames *encoded*: the point encoder pools each frame on its own, so a frame's
+token never changes once made, and a push encodes one frame rather than W (re-encoding the
+window was over half of a push's time). Everything after the encoder is the model's own forward,
+with the heads read at the newest token only; the result equals ``model(points, mask)`` on the
+packed window to float rounding (test/test_streaming.py). Encoded frames belong to the weights
+they were made with: after changing the weights, ``reset``.
 
 With a rotation-predicting student, the 29 joints, twists and shape go through HybrIK's
 analytical IK (body/hybrik_ik.py) to SMPL-24 rotations, turned into global orientations for TF.
@@ -15,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import roma
 import torch
+from torch import nn
 
 from ros2_radar_pose.body.hybrik_ik import inverse_kinematics
 from ros2_radar_pose.body.models import BodyModel, load_body_model
@@ -39,8 +47,9 @@ def global_rotations(pose: StudentPose, body: BodyModel) -> torch.Tensor:
     targets = pose.joints29.reshape(-1, 29, 3).double()
     betas = pose.betas.reshape(len(targets), -1).double()
     rest = body.rest_joints(betas)
+    # The IK's own forward kinematics: the body's forward would make the rest joints again, and SMPL's a mesh.
     solution = inverse_kinematics(targets, pose.twist.reshape(-1, 23, 2).double(), rest)
-    return body(betas, solution.local_rotations).global_rotations.reshape(*lead, 24, 3, 3)
+    return solution.global_rotations.reshape(*lead, 24, 3, 3)
 
 
 class StreamingStudent:
@@ -49,29 +58,39 @@ class StreamingStudent:
     def __init__(self, model: RadarPoseStudent, body: BodyModel | None = None):
         self.model = model.eval()
         config = model.config
-        self.body = (body or load_body_model()).to(next(model.parameters()).device) if config.rotations else None
         device = next(model.parameters()).device
-        self._points = torch.zeros(1, config.window, config.max_points, 5, device=device)
-        self._mask = torch.zeros(1, config.window, config.max_points, dtype=torch.bool, device=device)
+        self.body = (body or load_body_model()).to(device) if config.rotations else None
+        self._frames = torch.zeros(1, config.window, config.dim, device=device)     # encoded, newest last
+        self.reset()
 
+    @torch.inference_mode()
     def reset(self) -> None:
-        self._points.zero_()
-        self._mask.zero_()
+        """Forget every cloud: the window is empty frames again, as at the start of a recording."""
+        max_points = self.model.config.max_points
+        empty = self._encode(np.zeros((max_points, 5), np.float32), np.zeros(max_points, bool))
+        self._frames.copy_(empty.expand_as(self._frames))
+
+    def _encode(self, points: np.ndarray, mask: np.ndarray) -> torch.Tensor:
+        """One packed frame (N, 5), (N,) -> its token (1, 1, dim), before the frame position."""
+        model, device = self.model, self._frames.device
+        points, mask = (torch.from_numpy(x).to(device)[None, None] for x in (points, mask))
+        return model.encoder((points - model.point_mean) / model.point_scale, mask)
 
     @torch.inference_mode()
     def push(self, cloud: np.ndarray) -> FramePose:
         """Add the newest cloud (N, 5) (radar frame, metres, m/s, dB) and predict its frame."""
-        points, mask = pack_cloud(cloud, self.model.config.max_points)
-        # Shift by one frame: W is tens of frames of 64 points, a copy is cheaper than index bookkeeping.
-        self._points[0, :-1] = self._points[0, 1:].clone()
-        self._mask[0, :-1] = self._mask[0, 1:].clone()
-        self._points[0, -1] = torch.from_numpy(points)
-        self._mask[0, -1] = torch.from_numpy(mask)
-        pose = self.model(self._points, self._mask)
-        newest = StudentPose(*(None if t is None else t[:, -1:] for t in
-                               (pose.root, pose.joints, pose.twist, pose.betas, pose.joints29)))
-        positions = newest.joints[0, 0].double().cpu().numpy()
+        model = self.model
+        token = self._encode(*pack_cloud(cloud, model.config.max_points))
+        # Shift by one frame: W tokens of 128 floats, a copy is cheaper than index bookkeeping.
+        self._frames[:, :-1] = self._frames[:, 1:].clone()
+        self._frames[:, -1:] = token
+        hidden = model.norm(model.temporal(self._frames + model.frame_position)[:, -1:])      # (1, 1, dim)
+        root = model.root_mean + model.root_head(hidden)
+        joints = root.unsqueeze(2) + model.joint_head(hidden).view(1, 1, model.predicted_joints, 3)
+        positions = joints[0, 0, :len(model.joint_set)].double().cpu().numpy()
         if self.body is None:
             return FramePose(positions, None)
+        twist = nn.functional.normalize(model.twist_head(hidden).view(1, 1, 23, 2), dim=-1)
+        newest = StudentPose(root, joints[:, :, :len(model.joint_set)], twist, model.beta_head(hidden), joints)
         rotations = roma.rotmat_to_unitquat(global_rotations(newest, self.body)[0, 0]).cpu().numpy()
         return FramePose(positions, rotations)
