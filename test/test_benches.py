@@ -1,7 +1,7 @@
 """The synthetic-world benchmarks run and report what they claim (their figures come from full runs)."""
 import pytest
 
-from bench import attention, sim_vs_real, simulate, student_latency
+from bench import attention, mars, sim_vs_real, simulate, student_latency
 from ros2_radar_pose.data.mars import available
 
 pytestmark = pytest.mark.slow
@@ -58,4 +58,18 @@ def test_student_latency_bench_reports_push_percentiles_and_its_reference(capsys
     assert result["speedup_p50"] > 1                    # re-encoding the whole window costs more
     assert result["target_met"] == (push["p50"] <= result["target_ms"])
     assert all(0 < part < push["p99"] for part in result["breakdown_ms_p50"].values())
+    assert capsys.readouterr().out.count("\n") == 1
+
+
+@pytest.mark.skipif(not mars_available(), reason="MARS data not found (../shared/data/mars or $RADAR_POSE_MARS)")
+def test_mars_bench_scores_the_student_and_both_references_on_the_same_frames(capsys):
+    result = mars.main(["--epochs", "1", "--cnn-epochs", "1", "--dim", "32", "--depth", "1", "--window", "4",
+                        "--windows-per-example", "4", "--batch-size", "16", "--threads", "2"])
+    within = result["within_subjects"]
+    frames = {within[k]["frames"] for k in ("student", "mean_pose", "mars_cnn")}
+    assert frames == {2362 + 1769}                           # subjects 1 and 3, test split, every frame
+    assert within["mean_pose"]["mae_cm"]["mean"] == pytest.approx(8.57, abs=0.01)   # measured independently
+    assert 0 < result["student_mae_cm"] < 30 and 0 < result["mars_cnn_mae_cm"] < 300   # one epoch each
+    assert result["student_over_cnn"] == round(result["student_mae_cm"] / result["mars_cnn_mae_cm"], 3)
+    assert result["target_mae_met"] == (result["student_mae_cm"] <= 1.2)
     assert capsys.readouterr().out.count("\n") == 1

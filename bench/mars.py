@@ -1,0 +1,168 @@
+"""The MARS benchmark: the radar student against the MARS paper's CNN and the mean pose, trained and
+scored in the same run, on the same frames, through the same bags a user's recordings take.
+
+Data: MARS subjects 1 and 3 (``../shared/data/mars`` or $RADAR_POSE_MARS), raw clouds
+(``woutlier``), imported with ``write_mars_bag`` (what ``radar-pose import-mars`` does).
+
+- Within subjects: train on subjects 1 + 3 ``validate``, score on subjects 1 + 3 ``test``.
+  Targets: student MAE <= 1.2 cm, and <= 20 % of the MARS CNN's MAE.
+- Cross-subject (``--cross``): train on one subject (both splits), score on the other, both ways.
+  Target: student MAE <= 40 % of the mean-pose reference's (the mean training pose).
+
+MAE is MARS's: the mean absolute error per axis over the 19 joints and all frames, averaged over
+the three axes (train/metrics.py). The student predicts each frame as the newest of its window,
+as the student node does; the CNN sees one frame, as in MARS.
+
+    ./dev.sh bench mars [--epochs 40] [--cnn-epochs 150] [--cross] [--threads N]
+
+Prints one JSON line (figures in cm). Slow on a CPU (tens of minutes): it trains three to five
+models; a GPU (``--device cuda``) trains the student much faster.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.mars_cnn import predict_mars_cnn, train_mars_cnn
+from ros2_radar_pose.body.joint_sets import MARS_19
+from ros2_radar_pose.data.mars import load_mars
+from ros2_radar_pose.data.mars_bag import write_mars_bag
+from ros2_radar_pose.student.checkpoint import load_student
+from ros2_radar_pose.student.model import StudentConfig
+from ros2_radar_pose.train.dataset import Recording, load_bags
+from ros2_radar_pose.train.evaluate import predict_last_frames
+from ros2_radar_pose.train.metrics import score
+from ros2_radar_pose.train.trainer import TrainConfig, train
+
+TARGET_MAE_CM = 1.2
+TARGET_OF_CNN = 0.20
+TARGET_CROSS_OF_MEAN = 0.40
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def frames_of(recordings: list[Recording]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Every labelled frame's cloud and label, (T, 19, 3), for the per-frame CNN."""
+    clouds, labels = [], []
+    for rec in recordings:
+        for t in np.flatnonzero(rec.labelled):
+            clouds.append(rec.points[t][rec.mask[t]])
+            labels.append(rec.targets[t])
+    return clouds, np.stack(labels)
+
+
+def scored(pred: np.ndarray, truth: np.ndarray) -> dict:
+    result = score(pred, truth, MARS_19).to_json_dict()
+    return {k: result[k] for k in ("frames", "mae_cm", "mpjpe_cm", "pa_mpjpe_cm")}
+
+
+def student_run(name: str, train_bags: list[Path], test_bags: list[Path], args, workdir: Path) -> dict:
+    config = TrainConfig(bags=[str(b) for b in train_bags], out_dir=str(workdir / name), epochs=args.epochs,
+                         batch_size=args.batch_size, windows_per_example=args.windows_per_example, lr=args.lr,
+                         student=StudentConfig(joint_set="mars_19", rotations=False, window=args.window, dim=args.dim,
+                                               depth=args.depth),
+                         preprocess=args.preprocess, device=args.device, seed=args.seed,
+                         warmup_steps=args.warmup_steps, progress_bar=args.progress)
+    started = time.perf_counter()
+    result = train(config, log=quiet)
+    seconds = time.perf_counter() - started
+    model = load_student(result.checkpoint, args.device)
+    test = load_bags([str(b) for b in test_bags], "mars_19", False, log=quiet, preprocess=args.preprocess)
+    pred, truth = predict_last_frames(model, test, device=args.device)
+    train_recordings = load_bags([str(b) for b in train_bags], "mars_19", False, log=quiet, preprocess=False)
+    _, train_labels = frames_of(train_recordings)
+    mean_pose = np.broadcast_to(train_labels.mean(axis=0), truth.shape)
+    return {"student": scored(pred, truth), "mean_pose": scored(mean_pose, truth),
+            "student_train_s": round(seconds, 1), "student_windows_per_s": round(result.windows_per_s, 1),
+            "student_steps": result.steps, "train_recordings": train_recordings, "test_bags": test_bags}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--root", default=None, help="MARS folder (default: ../shared/data/mars or $RADAR_POSE_MARS)")
+    parser.add_argument("--variant", default="woutlier", choices=("woutlier", "wooutlier"))
+    parser.add_argument("--epochs", type=int, default=40, help="student epochs")
+    parser.add_argument("--cnn-epochs", type=int, default=150, help="MARS CNN epochs (the paper's 150)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--windows-per-example", type=int, default=16)
+    parser.add_argument("--window", type=int, default=32)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--depth", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup-steps", type=int, default=100)
+    parser.add_argument("--preprocess", action=argparse.BooleanOptionalAction, default=False,
+                        help="clean clouds as radar_ingest does (default off: every method sees MARS's clouds)")
+    parser.add_argument("--cross", action="store_true", help="also train on one subject and score on the other")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--progress", action="store_true", help="progress bars on stderr")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep bags and checkpoints here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    with tempfile.TemporaryDirectory() as temporary:
+        workdir = args.workdir or Path(temporary)
+        workdir.mkdir(parents=True, exist_ok=True)
+        bags = {}
+        for name, parts in {"train": [("1", "validate"), ("3", "validate")], "test": [("1", "test"), ("3", "test")],
+                            "subject1": [("1", "validate"), ("1", "test")],
+                            "subject3": [("3", "validate"), ("3", "test")]}.items():
+            if name.startswith("subject") and not args.cross:
+                continue
+            bags[name] = workdir / f"mars_{name}"
+            write_mars_bag(bags[name], [load_mars(s, split, args.variant, root=args.root) for s, split in parts],
+                           overwrite=True)
+
+        within = student_run("student", [bags["train"]], [bags["test"]], args, workdir)
+        started = time.perf_counter()
+        train_clouds, train_labels = frames_of(within.pop("train_recordings"))
+        cnn = train_mars_cnn(train_clouds, train_labels, epochs=args.cnn_epochs, seed=args.seed,
+                             progress=args.progress, device=args.device)
+        cnn_seconds = time.perf_counter() - started
+        test_clouds, test_labels = frames_of(load_bags([str(bags["test"])], "mars_19", False, log=quiet,
+                                                       preprocess=False))
+        within.pop("test_bags")
+        within["mars_cnn"] = scored(predict_mars_cnn(cnn, test_clouds), test_labels)
+        within["mars_cnn_train_s"] = round(cnn_seconds, 1)
+        student_mae = within["student"]["mae_cm"]["mean"]
+        cnn_mae = within["mars_cnn"]["mae_cm"]["mean"]
+        result = {
+            "benchmark": "mars", "variant": args.variant, "device": args.device, "threads": args.threads,
+            "machine": platform.machine(), "torch": torch.__version__,
+            "settings": {k: getattr(args, k) for k in ("epochs", "cnn_epochs", "batch_size", "windows_per_example",
+                                                        "window", "dim", "depth", "lr", "preprocess", "seed")},
+            "within_subjects": within,
+            "student_mae_cm": student_mae, "mars_cnn_mae_cm": cnn_mae,
+            "student_over_cnn": round(student_mae / cnn_mae, 3),
+            "target_mae_cm": TARGET_MAE_CM, "target_of_cnn": TARGET_OF_CNN,
+            "target_mae_met": student_mae <= TARGET_MAE_CM, "target_of_cnn_met": student_mae <= TARGET_OF_CNN * cnn_mae,
+        }
+        if args.cross:
+            cross = {}
+            for source, target in (("subject1", "subject3"), ("subject3", "subject1")):
+                run = student_run(f"cross_{source}", [bags[source]], [bags[target]], args, workdir)
+                run.pop("train_recordings"), run.pop("test_bags")
+                run["student_over_mean_pose"] = round(run["student"]["mae_cm"]["mean"]
+                                                      / run["mean_pose"]["mae_cm"]["mean"], 3)
+                cross[f"{source}_to_{target}"] = run
+            result["cross_subject"] = cross
+            result["target_cross_of_mean"] = TARGET_CROSS_OF_MEAN
+            result["target_cross_met"] = all(r["student_over_mean_pose"] <= TARGET_CROSS_OF_MEAN
+                                             for r in cross.values())
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
