@@ -35,9 +35,10 @@ from bench.mars_cnn import predict_mars_cnn, train_mars_cnn
 from ros2_radar_pose.body.joint_sets import MARS_19
 from ros2_radar_pose.data.mars import load_mars
 from ros2_radar_pose.data.mars_bag import write_mars_bag
+from ros2_radar_pose.data.synthetic import simulate_bag
 from ros2_radar_pose.student.checkpoint import load_student
 from ros2_radar_pose.student.model import StudentConfig
-from ros2_radar_pose.train.dataset import Recording, load_bags
+from ros2_radar_pose.train.dataset import Augment, Recording, load_bags
 from ros2_radar_pose.train.evaluate import predict_last_frames
 from ros2_radar_pose.train.metrics import score
 from ros2_radar_pose.train.trainer import TrainConfig, train
@@ -66,11 +67,14 @@ def scored(pred: np.ndarray, truth: np.ndarray) -> dict:
     return {k: result[k] for k in ("frames", "mae_cm", "mpjpe_cm", "pa_mpjpe_cm")}
 
 
-def student_run(name: str, train_bags: list[Path], test_bags: list[Path], args, workdir: Path) -> dict:
-    config = TrainConfig(bags=[str(b) for b in train_bags], out_dir=str(workdir / name), epochs=args.epochs,
+def student_run(name: str, train_bags: list[Path], test_bags: list[Path], args, workdir: Path,
+                init: Path | None = None, epochs: int | None = None) -> dict:
+    config = TrainConfig(bags=[str(b) for b in train_bags], out_dir=str(workdir / name), epochs=epochs or args.epochs,
+                         init=None if init is None else str(init),
                          batch_size=args.batch_size, windows_per_example=args.windows_per_example, lr=args.lr,
                          student=StudentConfig(joint_set="mars_19", rotations=False, window=args.window, dim=args.dim,
                                                depth=args.depth),
+                         augment=Augment(yaw_deg=args.yaw_deg, shift_m=args.shift_m, scale=args.scale),
                          preprocess=args.preprocess, device=args.device, seed=args.seed,
                          warmup_steps=args.warmup_steps, progress_bar=args.progress)
     started = time.perf_counter()
@@ -84,24 +88,31 @@ def student_run(name: str, train_bags: list[Path], test_bags: list[Path], args, 
     mean_pose = np.broadcast_to(train_labels.mean(axis=0), truth.shape)
     return {"student": scored(pred, truth), "mean_pose": scored(mean_pose, truth),
             "student_train_s": round(seconds, 1), "student_windows_per_s": round(result.windows_per_s, 1),
-            "student_steps": result.steps, "train_recordings": train_recordings, "test_bags": test_bags}
+            "student_steps": result.steps, "train_recordings": train_recordings}
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", default=None, help="MARS folder (default: ../shared/data/mars or $RADAR_POSE_MARS)")
     parser.add_argument("--variant", default="woutlier", choices=("woutlier", "wooutlier"))
-    parser.add_argument("--epochs", type=int, default=40, help="student epochs")
+    parser.add_argument("--epochs", type=int, default=60, help="student epochs")
     parser.add_argument("--cnn-epochs", type=int, default=150, help="MARS CNN epochs (the paper's 150)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--windows-per-example", type=int, default=16)
-    parser.add_argument("--window", type=int, default=32)
-    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--window", type=int, default=16, help="frames (MARS runs at 10 Hz)")
+    parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup-steps", type=int, default=100)
+    parser.add_argument("--yaw-deg", type=float, default=5.0, help="augmentation: MARS subjects stand in one place")
+    parser.add_argument("--shift-m", type=float, default=0.05, help="augmentation: horizontal translation")
+    parser.add_argument("--scale", type=float, default=0.05, help="augmentation: body size")
     parser.add_argument("--preprocess", action=argparse.BooleanOptionalAction, default=False,
                         help="clean clouds as radar_ingest does (default off: every method sees MARS's clouds)")
+    parser.add_argument("--pretrain-minutes", type=float, default=0.0,
+                        help="first train on this many minutes of synthetic recordings (6 subjects, 10 Hz), then "
+                             "fine-tune on MARS (default 0: MARS only)")
+    parser.add_argument("--pretrain-epochs", type=int, default=20)
     parser.add_argument("--cross", action="store_true", help="also train on one subject and score on the other")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -124,7 +135,16 @@ def main(argv: list[str] | None = None) -> dict:
             write_mars_bag(bags[name], [load_mars(s, split, args.variant, root=args.root) for s, split in parts],
                            overwrite=True)
 
-        within = student_run("student", [bags["train"]], [bags["test"]], args, workdir)
+        pretrained = None
+        if args.pretrain_minutes > 0:
+            started = time.perf_counter()
+            simulate_bag(workdir / "synthetic", subjects=6, minutes=args.pretrain_minutes / 6, seed=args.seed + 1,
+                         fps=10.0, overwrite=True)
+            run = student_run("pretrain", [workdir / "synthetic"], [bags["test"]], args, workdir,
+                              epochs=args.pretrain_epochs)
+            pretrained = workdir / "pretrain" / "student.pt"
+            pretrain = {"synthetic_only": run["student"], "seconds": round(time.perf_counter() - started, 1)}
+        within = student_run("student", [bags["train"]], [bags["test"]], args, workdir, init=pretrained)
         started = time.perf_counter()
         train_clouds, train_labels = frames_of(within.pop("train_recordings"))
         cnn = train_mars_cnn(train_clouds, train_labels, epochs=args.cnn_epochs, seed=args.seed,
@@ -132,7 +152,6 @@ def main(argv: list[str] | None = None) -> dict:
         cnn_seconds = time.perf_counter() - started
         test_clouds, test_labels = frames_of(load_bags([str(bags["test"])], "mars_19", False, log=quiet,
                                                        preprocess=False))
-        within.pop("test_bags")
         within["mars_cnn"] = scored(predict_mars_cnn(cnn, test_clouds), test_labels)
         within["mars_cnn_train_s"] = round(cnn_seconds, 1)
         student_mae = within["student"]["mae_cm"]["mean"]
@@ -141,8 +160,10 @@ def main(argv: list[str] | None = None) -> dict:
             "benchmark": "mars", "variant": args.variant, "device": args.device, "threads": args.threads,
             "machine": platform.machine(), "torch": torch.__version__,
             "settings": {k: getattr(args, k) for k in ("epochs", "cnn_epochs", "batch_size", "windows_per_example",
-                                                        "window", "dim", "depth", "lr", "preprocess", "seed")},
+                                                        "window", "dim", "depth", "lr", "yaw_deg", "shift_m", "scale",
+                                                        "preprocess", "pretrain_minutes", "seed")},
             "within_subjects": within,
+            "pretraining": pretrain if pretrained else None,
             "student_mae_cm": student_mae, "mars_cnn_mae_cm": cnn_mae,
             "student_over_cnn": round(student_mae / cnn_mae, 3),
             "target_mae_cm": TARGET_MAE_CM, "target_of_cnn": TARGET_OF_CNN,
@@ -151,8 +172,8 @@ def main(argv: list[str] | None = None) -> dict:
         if args.cross:
             cross = {}
             for source, target in (("subject1", "subject3"), ("subject3", "subject1")):
-                run = student_run(f"cross_{source}", [bags[source]], [bags[target]], args, workdir)
-                run.pop("train_recordings"), run.pop("test_bags")
+                run = student_run(f"cross_{source}", [bags[source]], [bags[target]], args, workdir, init=pretrained)
+                run.pop("train_recordings")
                 run["student_over_mean_pose"] = round(run["student"]["mae_cm"]["mean"]
                                                       / run["mean_pose"]["mae_cm"]["mean"], 3)
                 cross[f"{source}_to_{target}"] = run

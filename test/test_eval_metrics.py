@@ -261,3 +261,13 @@ def test_report_rejects_inputs_that_do_not_match(tmp_path):
     with pytest.raises(ValueError, match="scores are for smpl_24, the poses for mars_19"):
         write_report_png(tmp_path / "d.png", scores, pred[:, :19], truth[:, :19], MARS_19)
     assert isinstance(scores, Scores) and not list(tmp_path.iterdir())
+
+
+def test_gaps_between_recordings_take_one_frame_and_break_the_lines():
+    from ros2_radar_pose.train.plots import _without_gaps
+
+    stamps = np.r_[np.arange(5) * 0.1, 3600.0 + np.arange(3) * 0.1]
+    pred = truth = np.ones((8, 2, 3))
+    pred_out, truth_out, time = _without_gaps(pred, truth, stamps)
+    assert len(time) == 9 and np.isnan(pred_out[5]).all() and np.isnan(truth_out[5]).all()
+    np.testing.assert_allclose(time[[0, 4, 6, 8]], [0.0, 0.4, 0.5, 0.7])     # the hour became one period

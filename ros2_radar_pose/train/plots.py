@@ -23,6 +23,9 @@ _CM = 100.0
 _AXIS_COLOURS = ("tab:red", "tab:green", "tab:blue")
 
 
+GAP_S = 1.0
+
+
 def _check(scores: Scores, pred, truth, joint_set: JointSet, stamps_s) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """pred, truth (T, J, 3) float64 and the time axis (T,) in seconds (frame index without stamps)."""
     pred, truth = np.asarray(pred, dtype=np.float64), np.asarray(truth, dtype=np.float64)
@@ -37,7 +40,22 @@ def _check(scores: Scores, pred, truth, joint_set: JointSet, stamps_s) -> tuple[
     stamps_s = np.asarray(stamps_s, dtype=np.float64)
     if stamps_s.shape != pred.shape[:1] or not np.isfinite(stamps_s).all():
         raise ValueError(f"stamps_s must be ({len(pred)},) finite seconds, got shape {stamps_s.shape}")
-    return pred, truth, stamps_s - stamps_s[0]
+    return _without_gaps(pred, truth, stamps_s)
+
+
+def _without_gaps(pred: np.ndarray, truth: np.ndarray, stamps_s: np.ndarray):
+    """Recordings follow each other in a bag with gaps of seconds to hours between them: on the time
+    axis a gap takes one frame period, and a NaN row between the recordings breaks the lines."""
+    steps = np.diff(stamps_s)
+    if not len(steps):
+        return pred, truth, stamps_s - stamps_s[0]
+    period = float(np.median(steps)) if np.median(steps) > 0 else 1.0
+    gaps = np.flatnonzero(steps > max(GAP_S, 5 * period))
+    steps[gaps] = period
+    time = np.concatenate([[0.0], np.cumsum(steps)])
+    breaks = gaps + 1
+    return (np.insert(pred, breaks, np.nan, axis=0), np.insert(truth, breaks, np.nan, axis=0),
+            np.insert(time, breaks, time[breaks] - period / 2))
 
 
 def _traced_joints(scores: Scores, joint_set: JointSet) -> list[int]:
@@ -121,7 +139,8 @@ def write_report_png(path: str | PathLike, scores: Scores, pred, truth, joint_se
     per_frame = np.linalg.norm(pred - truth, axis=-1).mean(axis=1) * _CM
     axes[4].plot(time, per_frame, color="black", linewidth=1.0)
     _style(axes[4], "MPJPE per frame [cm]")
-    axes[4].set_xlabel("time [s]" if stamps_s is not None else "frame")
+    axes[4].set_xlabel(f"time [s] (gaps over {GAP_S:g} s between recordings left out)" if stamps_s is not None
+                       else "frame")
     for ax in axes[:-1]:
         ax.tick_params(labelbottom=False)
 
