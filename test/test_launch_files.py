@@ -60,5 +60,8 @@ def test_substitutions_name_installed_files_and_declared_args(path, setup_kwargs
                     relative = value.split(")", 1)[1].lstrip("/")
                     assert (ROOT / relative).is_file(), f"{relative} does not exist"
                     assert Path("share/ros2_radar_pose") / relative in installed, f"{relative} is not installed"
+                elif kind == "eval":           # a condition: the args it reads are declared
+                    for name in re.findall(r"\$\(var (\w+)\)", value):
+                        assert name in args, f"$(var {name}) in $(eval ...) is not a declared <arg>"
                 else:
                     pytest.fail(f"unexpected substitution $({kind} ...) in {path.name}")
