@@ -37,7 +37,7 @@ def test_the_parameter_file_lists_every_training_setting_with_its_default():
             yield from flat(value, f"{prefix}{key}.") if isinstance(value, dict) else [(prefix + key, value)]
     listed = dict(flat(params))
     defaults = {k: v for k, v in TrainConfig.flat_defaults().items() if k != "progress_bar"}
-    assert set(listed) - {"bags", "diagnostics_period"} == set(defaults)
+    assert set(listed) - {"bags", "diagnostics_period", "wait_subscribers"} == set(defaults)
     for key, default in defaults.items():
         assert listed[key] == {None: "", (): [""]}.get(default if not isinstance(default, list) else tuple(default),
                                                        default), key
@@ -56,7 +56,8 @@ def test_the_trainer_node_trains_reports_and_exits(tmp_path):
                                    lambda m: diagnostics.extend(s for s in m.status if s.name.startswith("trainer")),
                                    DIAGNOSTICS)
     try:
-        with start_trainer(tmp_path, f"bags:=['{bag}']", f"out_dir:={tmp_path / 'run'}", "epochs:=3", *TINY) as node:
+        with start_trainer(tmp_path, f"bags:=['{bag}']", f"out_dir:={tmp_path / 'run'}", "epochs:=3",
+                           "wait_subscribers:=1", *TINY) as node:
             assert probe.spin_until(lambda: not node.alive(), 240.0), node.output()
             assert node.stop() == 0, node.output()
             probe.spin_until(lambda: statuses and statuses[-1]["state"] == "finished", 5.0)

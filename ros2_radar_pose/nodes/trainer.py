@@ -22,6 +22,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from ros2_radar_pose.data.bags import BagError
+from ros2_radar_pose.nodes.bag_player import SETTLE_AFTER_MATCH_S
 from ros2_radar_pose.ros.diagnostics import ERROR, OK, WARN, NodeDiagnostics
 from ros2_radar_pose.ros.params import ParameterError, declare
 from ros2_radar_pose.student.checkpoint import CheckpointError
@@ -67,6 +68,8 @@ class TrainerNode(Node):
         self._stop = threading.Event()
         self.done = threading.Event()
         self.exit_code = 0
+        self.wait_subscribers = declare(self, "wait_subscribers", 0, "start once the status topic has this many "
+                                        "subscriptions (a monitor that must see the whole run)")
         self.status = self.create_publisher(String, "radar_pose/trainer/status", STATUS_QOS)
         self.diagnostics = NodeDiagnostics(self, "student training", self._status, hardware_id=self.config.out_dir,
                                            period=declare(self, "diagnostics_period", 1.0))
@@ -75,6 +78,14 @@ class TrainerNode(Node):
 
     def _train(self) -> None:
         log = self.get_logger()
+        if self.wait_subscribers:
+            self._set("starting", f"waiting for {self.wait_subscribers} status subscription(s)")
+            while self.status.get_subscription_count() < self.wait_subscribers:
+                if self._stop.wait(0.05):
+                    self.done.set()
+                    return
+            # A publisher sees the match before the subscriber's reader does: give it a moment.
+            self._stop.wait(SETTLE_AFTER_MATCH_S)
         self._set("training", f"{len(self.config.bags)} bag(s) -> {self.config.out_dir}")
         try:
             result = train(self.config, on_progress=self._on_progress, should_stop=self._stop.is_set,
