@@ -114,11 +114,15 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     import json
 
+    import numpy as np
+
+    from ros2_radar_pose.body.models import load_body_model
+    from ros2_radar_pose.body.smpl_file import SMPLFileError
     from ros2_radar_pose.data.bags import BagError
     from ros2_radar_pose.student.checkpoint import CheckpointError, load_student, read_checkpoint
     from ros2_radar_pose.train.dataset import load_bags
-    from ros2_radar_pose.train.evaluate import labelled_stamps, predict_last_frames
-    from ros2_radar_pose.train.metrics import score
+    from ros2_radar_pose.train.evaluate import labelled_stamps, predict_last_frames, predict_orientations
+    from ros2_radar_pose.train.metrics import orientation_errors_deg, score
     from ros2_radar_pose.train.plots import write_report_png
 
     try:
@@ -133,16 +137,28 @@ def _eval(args: argparse.Namespace) -> int:
                                preprocess=preprocess)
         predictions, truth = predict_last_frames(model, recordings, device=args.device, progress=True)
         scores = score(predictions, truth, model.joint_set)
-    except (BagError, CheckpointError, ValueError) as error:
+        orientation = None
+        if config.rotations and all(rec.orientations is not None for rec in recordings):
+            body = load_body_model(args.smpl_model)
+            orientation = orientation_errors_deg(*predict_orientations(model, recordings, body, device=args.device))
+    except (BagError, CheckpointError, SMPLFileError, ValueError) as error:
         print(f"radar-pose eval: {error}", file=sys.stderr)
         return 1
     print(scores.format_table(model.joint_set.names))
+    report = scores.to_json_dict()
+    if orientation is not None:
+        worst = int(np.argmax(orientation))
+        print(f"\n  orientation error (global, through HybrIK IK): mean {orientation.mean():.1f} deg, "
+              f"{model.joint_set.names[0]} {orientation[0]:.1f} deg, worst {model.joint_set.names[worst]} "
+              f"{orientation[worst]:.1f} deg")
+        per_joint = {n: round(float(e), 3) for n, e in zip(model.joint_set.names, orientation)}
+        report["orientation_error_deg"] = {"mean": round(float(orientation.mean()), 3), **per_joint}
     png = args.png or Path(args.checkpoint).with_suffix(".eval.png")
     write_report_png(png, scores, predictions, truth, model.joint_set, labelled_stamps(recordings),
                      title=f"{Path(args.checkpoint).name} on {', '.join(Path(b).name for b in args.bags)}")
     print(f"wrote {png}")
     if args.json:
-        args.json.write_text(json.dumps(scores.to_json_dict(), indent=2))
+        args.json.write_text(json.dumps(report, indent=2))
         print(f"wrote {args.json}")
     return 0
 
@@ -221,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tolerance", type=float, default=0.05, help="stamp pairing tolerance in s (default 0.05)")
     evaluate.add_argument("--preprocess", action=argparse.BooleanOptionalAction, default=None,
                           help="clean raw clouds as radar_ingest does (default: as the student was trained)")
+    evaluate.add_argument("--smpl-model", type=Path, default=None,
+                          help="SMPL model file the student's orientations are solved for (default: the built-in body)")
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--png", type=Path, default=None, help="report image (default: CHECKPOINT.eval.png)")
     evaluate.add_argument("--json", type=Path, default=None, help="also write the scores as JSON here")

@@ -271,3 +271,17 @@ def test_gaps_between_recordings_take_one_frame_and_break_the_lines():
     pred_out, truth_out, time = _without_gaps(pred, truth, stamps)
     assert len(time) == 9 and np.isnan(pred_out[5]).all() and np.isnan(truth_out[5]).all()
     np.testing.assert_allclose(time[[0, 4, 6, 8]], [0.0, 0.4, 0.5, 0.7])     # the hour became one period
+
+
+def test_orientation_errors_are_geodesic_angles_whatever_the_quaternion_sign():
+    from ros2_radar_pose.train.metrics import orientation_errors_deg
+
+    identity = np.tile([0.0, 0.0, 0.0, 1.0], (3, 2, 1))
+    quarter = np.tile([0.0, 0.0, np.sin(np.pi / 4), np.cos(np.pi / 4)], (3, 2, 1))
+    quarter[:, 1] *= -1.0                                    # the same rotation, the other sign
+    np.testing.assert_allclose(orientation_errors_deg(quarter, identity), [90.0, 90.0], atol=1e-6)
+    truth = identity.copy()
+    truth[1] = np.nan                                        # a frame without a label is left out
+    np.testing.assert_allclose(orientation_errors_deg(identity, truth), [0.0, 0.0], atol=1e-6)
+    with pytest.raises(ValueError, match=r"\(T, J, 4\)"):
+        orientation_errors_deg(identity[..., :3], identity[..., :3])

@@ -1,5 +1,6 @@
 """Training from bags: pairing and reporting, targets, windows, augmentation, losses, the loop,
 exact resume after a stop, fine-tuning, bad input, and two processes through torchrun (gloo)."""
+import json
 import os
 import shutil
 import subprocess
@@ -228,6 +229,9 @@ def test_cli_trains_and_evaluates(sim_bag, tmp_path):
                                 capture_output=True, text=True, timeout=300)
     assert evaluation.returncode == 0, evaluation.stderr
     assert "MPJPE" in evaluation.stdout and (out / "student.eval.png").stat().st_size > 10_000
+    assert "orientation error" in evaluation.stdout                      # an SMPL student against true orientations
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert 0 < scores["orientation_error_deg"]["mean"] < 180 and scores["mpjpe_cm"] > 0
     bad = subprocess.run([console_script("radar-pose"), "eval", str(tmp_path / "nope.pt"), str(sim_bag)],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "no such file" in bad.stderr

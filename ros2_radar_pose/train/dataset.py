@@ -42,7 +42,8 @@ JOINT_SET_BY_COUNT = {len(s): s for s in JOINT_SETS.values()}
 class Recording:
     """A stretch of consecutive radar frames from one bag. ``points`` (T, N, 5), ``mask`` (T, N);
     ``targets`` (T, K, 3) label joints in the radar frame, K = the student's joint set, or HybrIK-29
-    when the labels carry orientations; ``labelled`` (T,) bool; ``twist`` (T, 23, 2) or None."""
+    when the labels carry orientations; ``labelled`` (T,) bool; ``twist`` (T, 23, 2) or None;
+    ``orientations`` (T, 24, 4) the labels' SMPL-24 global orientations (x, y, z, w), or None."""
 
     bag: Path
     stamps_ns: np.ndarray
@@ -51,6 +52,7 @@ class Recording:
     targets: np.ndarray
     labelled: np.ndarray
     twist: np.ndarray | None = None
+    orientations: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.stamps_ns)
@@ -147,7 +149,8 @@ def load_bag(path: str | Path, joint_set: str | JointSet, rotations: bool, point
     for part in parts:
         if labelled[part].any():
             recordings.append(Recording(path, stamps[part], points[part], mask[part], targets[part], labelled[part],
-                                        None if twist is None else twist[part]))
+                                        None if twist is None else twist[part],
+                                        raw_rotations[part] if report.with_rotations else None))
     report.recordings = len(recordings)
     return recordings, report
 

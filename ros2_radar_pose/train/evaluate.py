@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import roma
 import torch
 
-from ros2_radar_pose.student.model import RadarPoseStudent, windows_of
+from ros2_radar_pose.body.models import BodyModel, load_body_model
+from ros2_radar_pose.student.model import RadarPoseStudent, StudentPose, windows_of
+from ros2_radar_pose.student.streaming import global_rotations
 from ros2_radar_pose.train.dataset import Recording, WindowDataset
 
 
@@ -36,6 +39,31 @@ def predict_last_frames(model: RadarPoseStudent, recordings: Sequence[Recording]
     if not predictions:
         return np.zeros((0, joints, 3), np.float32), np.zeros((0, joints, 3), np.float32)
     return np.concatenate(predictions), np.concatenate(truth)
+
+
+@torch.inference_mode()
+def predict_orientations(model: RadarPoseStudent, recordings: Sequence[Recording], body: BodyModel | None = None,
+                         batch_size: int = 8, device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """(predicted, true) SMPL-24 global orientations, both (M, 24, 4) quaternions (x, y, z, w), of the
+    M labelled frames in the order of predict_last_frames, for a rotation-predicting student and
+    labels that carry orientations. The prediction goes through HybrIK's IK as the node's does."""
+    if not model.config.rotations or any(rec.orientations is None for rec in recordings):
+        raise ValueError("orientations are scored for a student that predicts them, on labels that carry them")
+    body = (body or load_body_model()).to(device)
+    was_training = model.training
+    model.eval()
+    window = model.config.window
+    loader = torch.utils.data.DataLoader(WindowDataset(recordings, window, windows=64), batch_size=batch_size)
+    predictions = []
+    for batch in loader:
+        pose = model(batch["points"].to(device), batch["mask"].to(device))
+        newest = windows_of(batch["labelled"], window)[:, -1].to(device)
+        last = StudentPose(*(None if t is None else t[:, -1:][newest] for t in
+                             (pose.root, pose.joints, pose.twist, pose.betas, pose.joints29)))
+        predictions.append(roma.rotmat_to_unitquat(global_rotations(last, body)[:, 0]).float().cpu().numpy())
+    model.train(was_training)
+    truth = np.concatenate([rec.orientations[rec.labelled] for rec in recordings])
+    return np.concatenate(predictions), truth
 
 
 def labelled_stamps(recordings: Sequence[Recording]) -> np.ndarray:

@@ -189,3 +189,18 @@ def score(pred, truth, joint_set: JointSet | str, mask=None) -> Scores:
         root_relative_mpjpe_m=root_relative_mpjpe(selected_pred, selected_truth, root),
         per_joint_mpjpe_m=tuple(float(v) for v in per_joint_mpjpe(selected_pred, selected_truth)),
     )
+
+
+def orientation_errors_deg(pred_quats, truth_quats) -> np.ndarray:
+    """Mean geodesic angle (J,) in degrees between predicted and true orientations, (T, J, 4)
+    quaternions (x, y, z, w; either sign), over the frames whose truth is finite."""
+    pred, truth = np.asarray(pred_quats, dtype=np.float64), np.asarray(truth_quats, dtype=np.float64)
+    if pred.shape != truth.shape or pred.ndim != 3 or pred.shape[2] != 4:
+        raise ValueError(f"orientations must both be (T, J, 4), got {pred.shape} and {truth.shape}")
+    known = np.isfinite(truth).all(axis=(1, 2))
+    if not known.any():
+        raise ValueError("no frame has finite true orientations")
+    pred = pred[known] / np.linalg.norm(pred[known], axis=-1, keepdims=True)
+    truth = truth[known] / np.linalg.norm(truth[known], axis=-1, keepdims=True)
+    cos_half = np.clip(np.abs((pred * truth).sum(-1)), 0.0, 1.0)
+    return np.degrees(2.0 * np.arccos(cos_half)).mean(axis=0)
