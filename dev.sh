@@ -53,6 +53,15 @@ setup() {
     if [[ -f "$venv/.radar_pose_stamp" && $(cat "$venv/.radar_pose_stamp") == "$want" ]]; then
         return
     fi
+    # Two commands started at once must not build the environment over each other: the second
+    # waits for the first, then finds it ready.
+    if command -v flock >/dev/null; then
+        exec 9>"$venv.lock"
+        flock 9
+        if [[ -f "$venv/.radar_pose_stamp" && $(cat "$venv/.radar_pose_stamp") == "$want" ]]; then
+            return
+        fi
+    fi
     say "setting up $venv ($mode); later runs reuse it"
     if [[ ! -x "$venv/bin/python" ]]; then
         if [[ $mode == system-ros-* ]]; then
