@@ -13,7 +13,10 @@ MAE is MARS's: the mean absolute error per axis over the 19 joints and all frame
 the three axes (train/metrics.py). The student predicts each frame as the newest of its window,
 as the student node does; the CNN sees one frame, as in MARS.
 
-    ./dev.sh bench mars [--epochs 40] [--cnn-epochs 150] [--cross] [--threads N]
+    ./dev.sh bench mars [--epochs 120] [--cnn-epochs 150] [--cross] [--pretrain-minutes 18] [--threads N]
+
+``--pretrain-minutes`` first trains on synthetic recordings and fine-tunes on MARS, the way the
+product is meant to be trained (synthetic bags, then real ones).
 
 Prints one JSON line (figures in cm). Slow on a CPU (tens of minutes): it trains three to five
 models; a GPU (``--device cuda``) trains the student much faster.
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", default=None, help="MARS folder (default: ../shared/data/mars or $RADAR_POSE_MARS)")
     parser.add_argument("--variant", default="woutlier", choices=("woutlier", "wooutlier"))
-    parser.add_argument("--epochs", type=int, default=60, help="student epochs")
+    parser.add_argument("--epochs", type=int, default=120, help="student epochs")
     parser.add_argument("--cnn-epochs", type=int, default=150, help="MARS CNN epochs (the paper's 150)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--windows-per-example", type=int, default=16)
