@@ -257,3 +257,20 @@ def _kabsch(rest: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, eps: 
         u[:, :, 2] *= det.sign()[:, None]
         rotation = u @ vh
     return torch.where(ok[:, None, None], rotation, identity), ~ok
+
+
+def skeleton_targets(positions: torch.Tensor, global_rotations: torch.Tensor,
+                     rest_joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """IK input from a published skeleton: SMPL-24 ``positions`` (B, 24, 3) and global rotations
+    (B, 24, 3, 3) -> HYBRIK_29 targets (B, 29, 3) and twists (B, 23, 2), for ``rest_joints``
+    (B or 1, 29, 3). The five leaves are their parent's rest bone turned by the parent's
+    orientation; the twists are those of the orientations. Solving these targets gives rotations
+    whose bones point at the given positions, with the given orientations' twist."""
+    parents = HYBRIK_29.parents
+    rest = rest_joints.expand(len(positions), -1, -1)
+    leaves, leaf_parents = list(range(24, 29)), [parents[j] for j in range(24, 29)]
+    bones = rest[:, leaves] - rest[:, leaf_parents]                                        # (B, 5, 3)
+    tips = positions[:, leaf_parents] + (global_rotations[:, leaf_parents] @ bones[..., None])[..., 0]
+    local = global_rotations.clone()
+    local[:, 1:] = global_rotations[:, list(parents[1:24])].transpose(-1, -2) @ global_rotations[:, 1:]
+    return torch.cat([positions, tips], dim=1), twist_from_rotations(local, rest)

@@ -27,8 +27,8 @@ import roma
 import torch
 
 from ros2_radar_pose import topics
-from ros2_radar_pose.body.hybrik_ik import twist_from_rotations
-from ros2_radar_pose.body.joint_sets import HYBRIK_29, JOINT_SETS, JointSet, by_name, mapping
+from ros2_radar_pose.body.hybrik_ik import skeleton_targets
+from ros2_radar_pose.body.joint_sets import JOINT_SETS, JointSet, by_name, mapping
 from ros2_radar_pose.body.models import AnthropometricBody
 from ros2_radar_pose.data.bags import BagError, BagReader
 from ros2_radar_pose.data.sync import synchronized
@@ -168,19 +168,12 @@ def preprocessed(clouds: list[np.ndarray], stamps_ns: np.ndarray, parts: list[np
 def _rotation_targets(positions: np.ndarray, rotations: np.ndarray, labelled: np.ndarray):
     """SMPL-24 positions (T, 24, 3) and global orientations (T, 24, 4) -> HybrIK-29 targets
     (T, 29, 3) and twists (T, 23, 2), from the default body's rest pose."""
-    rest = AnthropometricBody().rest_joints(torch.zeros(1, 4, dtype=torch.float64))[0]          # (29, 3)
+    rest = AnthropometricBody().rest_joints(torch.zeros(1, 4, dtype=torch.float64))              # (1, 29, 3)
     global_rot = roma.unitquat_to_rotmat(torch.as_tensor(rotations, dtype=torch.float64))      # (T, 24, 3, 3)
-    parents = torch.as_tensor(HYBRIK_29.parents)
-    targets = np.full((len(positions), 29, 3), np.nan, dtype=np.float32)
+    targets, twist = skeleton_targets(torch.as_tensor(positions, dtype=torch.float64), global_rot, rest)
+    targets = targets.float().numpy()
     targets[:, :24] = positions
-    leaves = torch.arange(24, 29)
-    bones = rest[leaves] - rest[parents[leaves]]                                                # (5, 3)
-    tips = (torch.as_tensor(positions, dtype=torch.float64)[:, parents[leaves]]
-            + (global_rot[:, parents[leaves]] @ bones[..., None])[..., 0])
-    targets[:, 24:] = tips.float().numpy()
-    local = global_rot.clone()
-    local[:, 1:] = global_rot[:, parents[1:24]].transpose(-1, -2) @ global_rot[:, 1:]
-    twist = twist_from_rotations(local, rest.expand(len(local), -1, -1)).float().numpy()
+    twist = twist.float().numpy()
     twist[~labelled] = np.nan
     return targets, twist
 
