@@ -1,0 +1,1 @@
+"""PhysCap-style physics refinement in pybullet: humanoid, tracking controller, contacts, metrics."""

@@ -1,0 +1,298 @@
+"""PhysCap-style physics refinement: a simulated humanoid follows the estimated skeleton.
+
+Per frame (Shimada et al., "PhysCap", SIGGRAPH Asia 2020, in spirit: kinematic estimate ->
+contact detection -> physics that follows the estimate):
+
+1. **Target.** The estimate (SMPL-24 positions and global orientations, in a z-up frame whose
+   floor is z = 0; ``FloorFrame`` maps the radar frame there) is smoothed (an exponential moving
+   average of the joints, time constant ``smoothing_s``: the kinematic stage's filter) and goes
+   through HybrIK's IK on the humanoid's own rest skeleton (body/hybrik_ik.py): local rotations
+   whose bones point at the estimated joints, with the estimate's twists.
+2. **Contacts.** Foot contact from the target's sole height and foot speed, with hysteresis
+   (physics/contacts.py).
+3. **Physics**, sub-stepped at ``physics_hz`` in pybullet with gravity and a floor with friction:
+   every joint tracks its target rotation with pybullet's constraint-based spherical motor
+   (``joint_gain``: the share of the error it removes per step, ``joint_torque`` per kg of body
+   mass its bound). The motor is implicit, so it stays stable at the stiffness a light hand on a
+   heavy arm needs; explicit PD torques at 240 Hz are not (they were tried: the twist axes of the
+   limbs, with a hundredth of the inertia across them, blow up);
+   the unactuated root is driven by a PD *residual* force and torque towards the target root,
+   each bounded (``root_force`` in body weights, ``root_torque``), so the body follows the
+   estimate without falling while the floor keeps it above the floor; a foot that comes down is
+   pinned where it lands (a point constraint on the ball of the foot at the floor, bounded by
+   ``pin_force`` body weights) until it lifts, so a planted foot does not slide.
+4. **Reset.** A first frame, a non-finite target, a root jump over ``reset_jump`` or a gap over
+   ``reset_gap_s`` puts the humanoid on the target at rest (``TrackedFrame.reset``); a
+   simulation that blows up (non-finite state) does the same.
+
+``PhysicsTracker.step`` returns the humanoid's joints and orientations in the same frame the
+target came in.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pybullet
+import torch
+from scipy.spatial.transform import Rotation
+
+from ros2_radar_pose.body.hybrik_ik import inverse_kinematics, skeleton_targets
+from ros2_radar_pose.physics.contacts import ContactConfig, ContactDetector, sole_heights
+from ros2_radar_pose.physics.humanoid import ANKLE, FOOT, TOE, BodyShape, Humanoid
+
+GRAVITY = 9.81
+
+
+@dataclass(frozen=True)
+class FloorFrame:
+    """Where the floor is, from the radar's mount: the radar frame's pose in a z-up frame whose
+    floor is z = 0 (REP-103; ``translation`` (3,) m, ``rpy`` (3,) rad, as the ``world`` ->
+    radar transform on ``/tf_static`` gives it)."""
+
+    translation: tuple[float, float, float] = (0.0, 0.0, 1.0)
+    rpy: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    @property
+    def rotation(self) -> np.ndarray:
+        return Rotation.from_euler("xyz", self.rpy).as_matrix()
+
+    def to_floor(self, positions: np.ndarray, rotations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Radar-frame positions (..., 3) and rotation matrices (..., 3, 3) -> floor frame."""
+        r = self.rotation
+        return positions @ r.T + np.asarray(self.translation), r @ rotations
+
+    def from_floor(self, positions: np.ndarray, rotations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r = self.rotation
+        return (positions - np.asarray(self.translation)) @ r, r.T @ rotations
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    physics_hz: float = 240.0        # fixed physics rate; each frame runs round(dt * physics_hz) steps
+    max_substeps: int = 48           # a longer gap is simulated as this many steps
+    solver_iterations: int = 30
+    contact_erp: float = 0.9         # share of a penetration corrected per step (pybullet's 0.2 lets feet sink)
+    smoothing_s: float = 0.07        # s, time constant of the estimate's smoothing (0: none)
+    joint_gain: float = 1.0          # pybullet motor position gain: share of the error removed per step
+    joint_damping: float = 1.0       # pybullet motor velocity gain
+    joint_torque: float = 5.0        # N m per kg of body mass, each joint's torque bound
+    root_hz: float = 4.0             # natural frequency of the root's residual PD
+    root_damping: float = 1.0        # its damping ratio
+    root_force: float = 1.5          # body weights, bound of the residual force
+    root_torque: float = 3.0         # N m per kg of body mass, bound of the residual torque
+    pin_force: float = 2.0           # body weights, bound of a planted foot's pin
+    friction: float = 1.0
+    reset_jump: float = 0.5          # m, a root jump between frames that resets
+    reset_gap_s: float = 1.0         # s without a frame that resets
+    contacts: ContactConfig = field(default_factory=ContactConfig)
+
+    def __post_init__(self):
+        positive = ("physics_hz", "joint_gain", "joint_torque", "root_hz", "root_force", "root_torque",
+                    "reset_jump", "reset_gap_s")
+        for name in positive:
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be finite and > 0, got {value}")
+        if not 0 < self.contact_erp <= 1:
+            raise ValueError(f"contact_erp must be in (0, 1], got {self.contact_erp}")
+        for name in ("joint_damping", "root_damping", "pin_force", "friction", "smoothing_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be finite and >= 0, got {value}")
+        if self.max_substeps < 1 or self.solver_iterations < 1:
+            raise ValueError("max_substeps and solver_iterations must be >= 1")
+
+
+@dataclass
+class TrackedFrame:
+    """``positions`` (24, 3) and ``rotations`` (24, 3, 3) of the simulated body, in the target's
+    frame; ``contacts`` (2,) bool, feet pinned (left, right); ``reset`` True when this frame put the
+    body on the target instead of simulating; ``substeps`` physics steps taken."""
+
+    positions: np.ndarray
+    rotations: np.ndarray
+    contacts: np.ndarray
+    reset: bool
+    substeps: int
+
+
+def _quaternions(matrices: np.ndarray) -> np.ndarray:
+    return Rotation.from_matrix(matrices).as_quat()
+
+
+class PhysicsTracker:
+    """A humanoid of ``shape`` in its own pybullet world, following targets frame by frame."""
+
+    def __init__(self, shape: BodyShape, config: TrackerConfig | None = None, floor: FloorFrame | None = None):
+        self.config = config or TrackerConfig()
+        self.floor = floor or FloorFrame()
+        self.client = pybullet.connect(pybullet.DIRECT)
+        c = self.client
+        pybullet.setGravity(0.0, 0.0, -GRAVITY, physicsClientId=c)
+        pybullet.setTimeStep(1.0 / self.config.physics_hz, physicsClientId=c)
+        pybullet.setPhysicsEngineParameter(numSolverIterations=self.config.solver_iterations,
+                                           contactERP=self.config.contact_erp, physicsClientId=c)
+        plane = pybullet.createCollisionShape(pybullet.GEOM_PLANE, physicsClientId=c)
+        self.plane = pybullet.createMultiBody(0.0, plane, physicsClientId=c)
+        pybullet.changeDynamics(self.plane, -1, lateralFriction=self.config.friction, physicsClientId=c)
+        self.detector = ContactDetector(self.config.contacts)
+        self.humanoid: Humanoid | None = None
+        self.set_shape(shape)
+
+    def set_shape(self, shape: BodyShape) -> None:
+        """Rebuild the humanoid for another body (β or mass changed); the next frame resets."""
+        if self.humanoid is not None:
+            self._unpin_all()
+            self.humanoid.remove()
+        self.shape = shape
+        self.humanoid = Humanoid(self.client, shape, self.config.friction)
+        self._rest = torch.as_tensor(shape.rest, dtype=torch.float64)[None]
+        weight = shape.mass * GRAVITY
+        self._motor_forces = [[self.config.joint_torque * shape.mass] * 3] * len(self.humanoid.links)
+        self._max_force, self._max_torque = self.config.root_force * weight, self.config.root_torque * shape.mass
+        self._pin_force = self.config.pin_force * weight
+        # the body's inertia about its root, roughly: its mass at a quarter of its height
+        self._inertia = shape.mass * (0.25 * shape.height) ** 2
+        # the ball of each foot, on the sole, from the foot link's centre of mass (pybullet's constraint frame)
+        centres = [np.array(pybullet.getDynamicsInfo(self.humanoid.id, link, physicsClientId=self.client)[3])
+                   for link in self.humanoid.foot_links]
+        self._ball_sole = [np.array([0.0, shape.soles[s] - shape.rest[FOOT[s], 1], 0.0]) - centres[s]
+                           for s in range(2)]
+        self._pins: list[int | None] = [None, None]
+        self._anchors, self._planted = [np.zeros(3), np.zeros(3)], [0, 0]
+        self._previous: tuple[np.ndarray, np.ndarray, float] | None = None
+        self._smoothed = np.zeros((24, 3))
+
+    def close(self) -> None:
+        if self.client is not None:
+            pybullet.disconnect(self.client)
+            self.client = None
+
+    def __enter__(self) -> PhysicsTracker:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- one frame ------------------------------------------------------------------------
+
+    def targets(self, positions: np.ndarray, rotations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Floor-frame target: (24, 3, 3) local rotations on this humanoid's skeleton (the root's
+        is its global rotation) and the (29, 3) joints they give, from floor-frame SMPL-24
+        ``positions`` (24, 3) and global ``rotations`` (24, 3, 3)."""
+        with torch.inference_mode():
+            targets, twist = skeleton_targets(torch.as_tensor(positions, dtype=torch.float64)[None],
+                                              torch.as_tensor(rotations, dtype=torch.float64)[None], self._rest)
+            solution = inverse_kinematics(targets, twist, self._rest)
+        return solution.local_rotations[0].numpy(), solution.joints[0].numpy()
+
+    def step(self, positions: np.ndarray, rotations: np.ndarray, stamp: float) -> TrackedFrame:
+        """Advance to ``stamp`` (s) following the estimate ``positions`` (24, 3) and global
+        ``rotations`` (24, 3, 3) in the radar frame; returns the simulated body in that frame."""
+        positions, rotations = self.floor.to_floor(np.asarray(positions, np.float64), np.asarray(rotations, np.float64))
+        finite = np.isfinite(positions).all() and np.isfinite(rotations).all()
+        if not finite:        # nothing to follow: stand where we are until a usable target comes
+            return self._hold(stamp)
+        previous = self._previous
+        gap = None if previous is None else stamp - previous[2]
+        if (previous is None or not 0 < gap <= self.config.reset_gap_s
+                or np.linalg.norm(positions[0] - self._smoothed[0]) > self.config.reset_jump):
+            self._smoothed = positions
+            local, joints = self.targets(positions, rotations)
+            return self._reset(local, joints, stamp)
+        keep = math.exp(-gap / self.config.smoothing_s) if self.config.smoothing_s > 0 else 0.0
+        self._smoothed = keep * self._smoothed + (1 - keep) * positions
+        local, joints = self.targets(self._smoothed, rotations)
+        root = joints[0]
+        feet = joints[[list(ANKLE), list(FOOT), list(TOE)]].transpose(1, 0, 2)          # (2, 3, 3)
+        contacts = self.detector.update(sole_heights(feet, self.shape.clearance), joints[list(FOOT), :2], stamp)
+        self._update_pins(contacts, joints)
+        h = self.humanoid
+        pybullet.setJointMotorControlMultiDofArray(
+            h.id, h.links, pybullet.POSITION_CONTROL, targetPositions=_quaternions(local[1:]).tolist(),
+            positionGains=[self.config.joint_gain] * len(h.links),
+            velocityGains=[self.config.joint_damping] * len(h.links), forces=self._motor_forces,
+            physicsClientId=self.client)
+        velocity = (root - previous[0]) / gap
+        spin = Rotation.from_matrix(local[0] @ previous[1].T).as_rotvec() / gap
+        substeps = min(max(round(gap * self.config.physics_hz), 1), self.config.max_substeps)
+        for _ in range(substeps):
+            self._drive_root(root, local[0], velocity, spin)
+            pybullet.stepSimulation(physicsClientId=self.client)
+        self._previous = (root, local[0], stamp)
+        state = self._state()
+        if state is None:
+            return self._reset(local, joints, stamp)
+        return TrackedFrame(*state, contacts=np.array([p is not None for p in self._pins]), reset=False,
+                            substeps=substeps)
+
+    def _drive_root(self, root: np.ndarray, orientation: np.ndarray, velocity: np.ndarray, spin: np.ndarray) -> None:
+        c = self.config
+        position, quaternion, linear, angular = self.humanoid.root_state()
+        omega = 2 * math.pi * c.root_hz
+        force = self.shape.mass * (omega ** 2 * (root - position) + 2 * c.root_damping * omega * (velocity - linear))
+        error = Rotation.from_matrix(orientation) * Rotation.from_quat(quaternion).inv()
+        torque = self._inertia * (omega ** 2 * error.as_rotvec() + 2 * c.root_damping * omega * (spin - angular))
+        force *= min(1.0, self._max_force / max(np.linalg.norm(force), 1e-9))
+        torque *= min(1.0, self._max_torque / max(np.linalg.norm(torque), 1e-9))
+        h = self.humanoid
+        pybullet.applyExternalForce(h.id, -1, force.tolist(), position.tolist(), pybullet.WORLD_FRAME,
+                                    physicsClientId=self.client)
+        pybullet.applyExternalTorque(h.id, -1, torque.tolist(), pybullet.WORLD_FRAME, physicsClientId=self.client)
+
+    def _update_pins(self, contacts: np.ndarray, joints: np.ndarray) -> None:
+        """Pin a foot that comes down where the estimate puts the ball of the foot, on the floor; while
+        it stays down, the pin moves to the running mean of those places (the estimate's noise
+        averages out, by less each frame); a foot that lifts is let go."""
+        h = self.humanoid
+        for side in range(2):
+            ball = np.array([*joints[FOOT[side], :2], 0.0])
+            if contacts[side] and self._pins[side] is None:
+                pin = pybullet.createConstraint(h.id, h.foot_links[side], -1, -1, pybullet.JOINT_POINT2POINT,
+                                                [0, 0, 0], self._ball_sole[side].tolist(), ball.tolist(),
+                                                physicsClientId=self.client)
+                pybullet.changeConstraint(pin, maxForce=self._pin_force, physicsClientId=self.client)
+                self._pins[side], self._anchors[side], self._planted[side] = pin, ball, 1
+            elif contacts[side]:
+                self._planted[side] += 1
+                self._anchors[side] = self._anchors[side] + (ball - self._anchors[side]) / self._planted[side]
+                pybullet.changeConstraint(self._pins[side], self._anchors[side].tolist(), maxForce=self._pin_force,
+                                          physicsClientId=self.client)
+            elif self._pins[side] is not None:
+                pybullet.removeConstraint(self._pins[side], physicsClientId=self.client)
+                self._pins[side] = None
+
+    def _unpin_all(self) -> None:
+        for side, pin in enumerate(self._pins if self.humanoid is not None and hasattr(self, "_pins") else []):
+            if pin is not None:
+                pybullet.removeConstraint(pin, physicsClientId=self.client)
+                self._pins[side] = None
+
+    def _state(self) -> tuple[np.ndarray, np.ndarray] | None:
+        positions, quaternions = self.humanoid.joint_state()
+        if not (np.isfinite(positions).all() and np.isfinite(quaternions).all()):
+            return None
+        return self.floor.from_floor(positions, Rotation.from_quat(quaternions).as_matrix())
+
+    def _reset(self, local: np.ndarray, joints: np.ndarray, stamp: float) -> TrackedFrame:
+        self._unpin_all()
+        self.detector.reset()
+        root = joints[0].copy()
+        # a target below the floor comes out standing on it
+        feet = joints[[list(ANKLE), list(FOOT), list(TOE)]].transpose(1, 0, 2)
+        root[2] -= min(float(sole_heights(feet, self.shape.clearance).min()), 0.0)
+        self.humanoid.reset(root, _quaternions(local[0]), _quaternions(local[1:]))
+        self._previous = (root, local[0], stamp)
+        positions, rotations = self._state()
+        return TrackedFrame(positions, rotations, np.zeros(2, dtype=bool), reset=True, substeps=0)
+
+    def _hold(self, stamp: float) -> TrackedFrame:
+        if self._previous is None:
+            nan = np.full((24, 3), np.nan)
+            return TrackedFrame(nan, np.full((24, 3, 3), np.nan), np.zeros(2, dtype=bool), reset=True, substeps=0)
+        self._previous = (*self._previous[:2], stamp)
+        state = self._state()
+        return TrackedFrame(*state, contacts=np.array([p is not None for p in self._pins]), reset=False,
+                            substeps=0)
