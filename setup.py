@@ -29,6 +29,7 @@ setup(
             "bag_player = ros2_radar_pose.nodes.bag_player:main",
             "student = ros2_radar_pose.nodes.student:main",
             "trainer = ros2_radar_pose.nodes.trainer:main",
+            "physics = ros2_radar_pose.nodes.physics:main",
         ],
     },
 )
