@@ -1,7 +1,9 @@
 """The synthetic-world benchmarks run and report what they claim (their figures come from full runs)."""
+import json
+
 import pytest
 
-from bench import attention, mars, sim_vs_real, simulate, student_latency
+from bench import attention, mars, physics, sim_vs_real, simulate, student_latency
 from ros2_radar_pose.data.mars import available
 
 pytestmark = pytest.mark.slow
@@ -73,3 +75,16 @@ def test_mars_bench_scores_the_student_and_both_references_on_the_same_frames(ca
     assert result["student_over_cnn"] == round(result["student_mae_cm"] / result["mars_cnn_mae_cm"], 3)
     assert result["target_mae_met"] == (result["student_mae_cm"] <= 1.2)
     assert capsys.readouterr().out.count("\n") == 1
+
+
+def test_physics_bench_scores_before_and_after_on_the_same_frames(capsys):
+    physics.main(["--motions", "squat"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1                                   # one JSON line
+    result = json.loads(lines[0])
+    squat = result["motions"]["squat"]
+    assert squat["frames"] > 20 and squat["before"]["mpjpe_target_mm"] is None
+    assert squat["after"]["skating_mm"] < squat["before"]["skating_mm"]
+    assert squat["after"]["penetration_max_mm"] < squat["before"]["penetration_max_mm"]
+    assert set(result["targets_met"]) == {"skating", "penetration", "jitter", "mpjpe", "speed"}
+    assert result["summary"]["frames_per_s"] > 0

@@ -1,0 +1,134 @@
+"""Physics refinement before vs after, on synthetic motions with ground truth, one CPU thread.
+
+Motions from the motion library (walk, squat, front and side lunge, sit down and stand up; the
+average built-in body, 20 Hz). The input is the ground truth with **student-like noise**, not a
+student's output (the bench trains no student): data/teacher_noise.py's model without dropouts or
+left/right swaps (a root offset mostly along the radar's line of sight, 8 cm, correlated over 1 s;
+joint errors of 2.5 cm on the trunk and up to 5 cm at the ends of the limbs, correlated over
+0.15 s; 5 degrees of rotation error) plus 1 cm of white jitter per joint. The reference is that
+input, scored in the same run with the same contacts (the ground truth's), physics/metrics.py.
+
+    ./dev.sh bench physics [--physics-hz 240] [--seed 0] [--motions walk,squat,...]
+
+Prints one JSON line. Targets: foot skating -80 % or better, max penetration <= 5 mm, jitter
+-50 % or better, MPJPE to ground truth at most +5 mm, >= 100 frames/s on one core.
+"""
+from __future__ import annotations
+
+import os
+
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_variable] = "1"     # one core, before numpy and torch load their thread pools
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from scipy.spatial.transform import Rotation  # noqa: E402
+
+from ros2_radar_pose.body.models import AnthropometricBody  # noqa: E402
+from ros2_radar_pose.data.motions import Placement, make_motion  # noqa: E402
+from ros2_radar_pose.data.teacher_noise import TeacherNoise, teacher_labels  # noqa: E402
+from ros2_radar_pose.physics.humanoid import BodyShape  # noqa: E402
+from ros2_radar_pose.physics.metrics import plausibility  # noqa: E402
+from ros2_radar_pose.physics.tracker import FloorFrame, PhysicsTracker, TrackerConfig  # noqa: E402
+
+MOTIONS = ("walk", "squat", "front_lunge", "side_lunge", "sit")
+FPS = 20.0
+WHITE_JITTER = 0.01              # m per joint and axis
+STUDENT_LIKE = TeacherNoise(dropout_rate=0.0, swap_rate=0.0)
+TARGETS = {"skating_ratio": 0.2, "penetration_max_mm": 5.0, "jitter_ratio": 0.5, "mpjpe_increase_mm": 5.0,
+           "frames_per_s": 100.0}
+
+
+def noisy_sequence(name: str, body, floor: FloorFrame, rng: np.random.Generator):
+    """Ground truth (T, 24, 3) in the floor frame, contacts (T, 2), betas, and the noisy estimate in
+    the radar frame: positions (T, 24, 3) and global rotations (T, 24, 3, 3)."""
+    start = None if name == "walk" else Placement.facing_sensor(3.0, 0.0)
+    motion = make_motion(name, body, fps=FPS, seed=1, start=start)
+    with torch.no_grad():
+        betas = torch.as_tensor(motion.betas, dtype=torch.float64)[None].expand(len(motion), -1)
+        pose = body(betas, torch.as_tensor(motion.local_rotations, dtype=torch.float64),
+                    torch.as_tensor(motion.translation, dtype=torch.float64))
+    truth, rotations = pose.joints[:, :24].numpy(), pose.global_rotations.numpy()
+    radar_positions, radar_rotations = floor.from_floor(truth, rotations)
+    quaternions = Rotation.from_matrix(radar_rotations.reshape(-1, 3, 3)).as_quat().reshape(len(truth), 24, 4)
+    positions, noisy_quaternions, _ = teacher_labels(radar_positions, quaternions, FPS, rng, STUDENT_LIKE)
+    positions = positions.astype(np.float64) + rng.normal(0.0, WHITE_JITTER, positions.shape)
+    noisy_rotations = Rotation.from_quat(noisy_quaternions.reshape(-1, 4)).as_matrix().reshape(len(truth), 24, 3, 3)
+    return truth, motion.contacts, motion.betas, positions, noisy_rotations
+
+
+def run(motions: tuple[str, ...], config: TrackerConfig, seed: int) -> dict:
+    body, floor = AnthropometricBody(), FloorFrame()
+    results, before_all, after_all, rates = {}, [], [], []
+    for name in motions:
+        rng = np.random.default_rng([seed, MOTIONS.index(name) if name in MOTIONS else 99])
+        truth, contacts, betas, positions, rotations = noisy_sequence(name, body, floor, rng)
+        shape = BodyShape.of(body, betas)
+        refined = np.zeros_like(positions)
+        with PhysicsTracker(shape, config, floor) as tracker:
+            started = time.perf_counter()
+            for t in range(len(positions)):
+                refined[t] = tracker.step(positions[t], rotations[t], t / FPS).positions
+            seconds = time.perf_counter() - started
+        estimate = floor.to_floor(positions, rotations)[0]
+        refined = floor.to_floor(refined, rotations)[0]
+        before = plausibility(estimate, shape.clearance, contacts, truth=truth)
+        after = plausibility(refined, shape.clearance, contacts, target=estimate, truth=truth)
+        before_all.append(before)
+        after_all.append(after)
+        rates.append(len(positions) / seconds)
+        results[name] = {"frames": len(positions), "before": before.to_json_dict(), "after": after.to_json_dict(),
+                         "frames_per_s": round(rates[-1], 1)}
+
+    def mean_ratio(key: str) -> float:
+        return statistics.mean(getattr(a, key) / max(getattr(b, key), 1e-9) for b, a in zip(before_all, after_all))
+
+    summary = {
+        "skating_ratio": round(mean_ratio("skating_mm"), 3),
+        "skating_ratio_worst": round(max(a.skating_mm / max(b.skating_mm, 1e-9)
+                                         for b, a in zip(before_all, after_all)), 3),
+        "penetration_max_mm": round(max(a.penetration_max_mm for a in after_all), 2),
+        "jitter_ratio": round(mean_ratio("jitter_mm"), 3),
+        "mpjpe_increase_mm": round(statistics.mean(a.mpjpe_truth_mm - b.mpjpe_truth_mm
+                                                   for b, a in zip(before_all, after_all)), 2),
+        "mpjpe_increase_worst_mm": round(max(a.mpjpe_truth_mm - b.mpjpe_truth_mm
+                                             for b, a in zip(before_all, after_all)), 2),
+        "frames_per_s": round(statistics.mean(rates), 1),
+        "frames_per_s_slowest": round(min(rates), 1),
+    }
+    met = {
+        "skating": summary["skating_ratio"] <= TARGETS["skating_ratio"],
+        "penetration": summary["penetration_max_mm"] <= TARGETS["penetration_max_mm"],
+        "jitter": summary["jitter_ratio"] <= TARGETS["jitter_ratio"],
+        "mpjpe": summary["mpjpe_increase_mm"] <= TARGETS["mpjpe_increase_mm"],
+        "speed": summary["frames_per_s"] >= TARGETS["frames_per_s"],
+    }
+    return {"motions": results, "summary": summary, "targets": TARGETS, "targets_met": met}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--physics-hz", type=float, default=TrackerConfig.physics_hz)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--motions", default=",".join(MOTIONS), help="comma-separated motion names")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    config = dataclasses.replace(TrackerConfig(), physics_hz=args.physics_hz)
+    report = {"benchmark": "physics", "input": "ground truth + student-like noise (no student checkpoint)",
+              "noise": {**dataclasses.asdict(STUDENT_LIKE), "white_jitter_m": WHITE_JITTER},
+              "machine": platform.machine(), "threads": 1, "seed": args.seed, "fps": FPS,
+              "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "contacts"},
+              "contacts": dataclasses.asdict(config.contacts)}
+    report.update(run(tuple(m for m in args.motions.split(",") if m), config, args.seed))
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
