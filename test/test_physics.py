@@ -11,7 +11,7 @@ from ros2_radar_pose.body.kinematics import forward_kinematics
 from ros2_radar_pose.body.models import AnthropometricBody
 from ros2_radar_pose.data.motions import Placement, make_motion
 from ros2_radar_pose.physics.contacts import ContactConfig, ContactDetector
-from ros2_radar_pose.physics.humanoid import BodyShape, Humanoid, humanoid_urdf
+from ros2_radar_pose.physics.humanoid import ACTUATED, RIGID, BodyShape, Humanoid, humanoid_urdf
 from ros2_radar_pose.physics.metrics import plausibility, sole_depth
 from ros2_radar_pose.physics.tracker import FloorFrame, PhysicsTracker, TrackerConfig
 
@@ -47,7 +47,8 @@ def run(shape, positions, rotations, config=None, stamps=None):
 
 def test_the_urdf_has_a_link_per_smpl_joint_and_the_body_mass(shape):
     urdf = humanoid_urdf(shape)
-    assert urdf.count("<link ") == 24 and urdf.count('type="spherical"') == 23
+    assert urdf.count("<link ") == 24 and urdf.count('type="spherical"') == 23 - len(RIGID)
+    assert urdf.count('type="fixed"') == len(RIGID)
     masses = [float(x.split('"')[1]) for x in urdf.split("<mass value=")[1:]]
     assert sum(masses) == pytest.approx(shape.mass, rel=1e-4)
     heavier = BodyShape.of(BODY, body_mass=90.0)
@@ -72,7 +73,10 @@ def test_a_pose_in_pybullet_is_the_body_models_pose(shape):
         pybullet.disconnect(client)
     np.testing.assert_allclose(positions, joints[0, :24].numpy(), atol=1e-5)
     angle = (Rotation.from_quat(quaternions).inv() * Rotation.from_matrix(global_rotations[0].numpy())).magnitude()
-    assert angle.max() < 1e-4
+    assert angle[[0, *ACTUATED]].max() < 1e-4
+    rigid = Rotation.from_quat(quaternions[list(RIGID)]).inv() * Rotation.from_quat(
+        quaternions[[HYBRIK_29.parents[j] for j in RIGID]])
+    assert rigid.magnitude().max() < 1e-6                           # toes and hands turn with their parents
 
 
 def test_standing_still_stays_still_for_ten_seconds(shape, standing):

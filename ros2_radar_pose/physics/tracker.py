@@ -40,7 +40,7 @@ from scipy.spatial.transform import Rotation
 
 from ros2_radar_pose.body.hybrik_ik import inverse_kinematics, skeleton_targets
 from ros2_radar_pose.physics.contacts import ContactConfig, ContactDetector, sole_heights
-from ros2_radar_pose.physics.humanoid import ANKLE, FOOT, TOE, BodyShape, Humanoid
+from ros2_radar_pose.physics.humanoid import ACTUATED, ANKLE, FOOT, TOE, BodyShape, Humanoid
 
 GRAVITY = 9.81
 
@@ -72,7 +72,7 @@ class FloorFrame:
 class TrackerConfig:
     physics_hz: float = 240.0        # fixed physics rate; each frame runs round(dt * physics_hz) steps
     max_substeps: int = 48           # a longer gap is simulated as this many steps
-    solver_iterations: int = 30
+    solver_iterations: int = 20
     contact_erp: float = 0.9         # share of a penetration corrected per step (pybullet's 0.2 lets feet sink)
     smoothing_s: float = 0.07        # s, time constant of the estimate's smoothing (0: none)
     joint_gain: float = 1.0          # pybullet motor position gain: share of the error removed per step
@@ -80,7 +80,7 @@ class TrackerConfig:
     joint_torque: float = 5.0        # N m per kg of body mass, each joint's torque bound
     root_hz: float = 4.0             # natural frequency of the root's residual PD
     root_damping: float = 1.0        # its damping ratio
-    root_force: float = 1.5          # body weights, bound of the residual force
+    root_force: float = 3.0          # body weights, bound of the residual force
     root_torque: float = 3.0         # N m per kg of body mass, bound of the residual torque
     pin_force: float = 2.0           # body weights, bound of a planted foot's pin
     friction: float = 1.0
@@ -118,6 +118,20 @@ class TrackedFrame:
     substeps: int
 
 
+def _rotation_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """Rotation vector (3,) of target * current^-1, from xyzw quaternions (4,)."""
+    x1, y1, z1, w1 = target
+    x2, y2, z2, w2 = -current[0], -current[1], -current[2], current[3]
+    w = w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2
+    v = np.array([w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+                  w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
+                  w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2])
+    if w < 0:                      # the short way round
+        w, v = -w, -v
+    norm = math.sqrt(float(v @ v))
+    return v * (2 * math.atan2(norm, w) / norm) if norm > 1e-12 else 2 * v
+
+
 def _quaternions(matrices: np.ndarray) -> np.ndarray:
     return Rotation.from_matrix(matrices).as_quat()
 
@@ -150,7 +164,7 @@ class PhysicsTracker:
         self.humanoid = Humanoid(self.client, shape, self.config.friction)
         self._rest = torch.as_tensor(shape.rest, dtype=torch.float64)[None]
         weight = shape.mass * GRAVITY
-        self._motor_forces = [[self.config.joint_torque * shape.mass] * 3] * len(self.humanoid.links)
+        self._motor_forces = [[self.config.joint_torque * shape.mass] * 3] * len(self.humanoid.actuated)
         self._max_force, self._max_torque = self.config.root_force * weight, self.config.root_torque * shape.mass
         self._pin_force = self.config.pin_force * weight
         # the body's inertia about its root, roughly: its mass at a quarter of its height
@@ -211,15 +225,16 @@ class PhysicsTracker:
         self._update_pins(contacts, joints)
         h = self.humanoid
         pybullet.setJointMotorControlMultiDofArray(
-            h.id, h.links, pybullet.POSITION_CONTROL, targetPositions=_quaternions(local[1:]).tolist(),
-            positionGains=[self.config.joint_gain] * len(h.links),
-            velocityGains=[self.config.joint_damping] * len(h.links), forces=self._motor_forces,
+            h.id, h.actuated, pybullet.POSITION_CONTROL, targetPositions=_quaternions(local[list(ACTUATED)]).tolist(),
+            positionGains=[self.config.joint_gain] * len(h.actuated),
+            velocityGains=[self.config.joint_damping] * len(h.actuated), forces=self._motor_forces,
             physicsClientId=self.client)
         velocity = (root - previous[0]) / gap
         spin = Rotation.from_matrix(local[0] @ previous[1].T).as_rotvec() / gap
         substeps = min(max(round(gap * self.config.physics_hz), 1), self.config.max_substeps)
+        orientation = Rotation.from_matrix(local[0]).as_quat()
         for _ in range(substeps):
-            self._drive_root(root, local[0], velocity, spin)
+            self._drive_root(root, orientation, velocity, spin)
             pybullet.stepSimulation(physicsClientId=self.client)
         self._previous = (root, local[0], stamp)
         state = self._state()
@@ -229,12 +244,14 @@ class PhysicsTracker:
                             substeps=substeps)
 
     def _drive_root(self, root: np.ndarray, orientation: np.ndarray, velocity: np.ndarray, spin: np.ndarray) -> None:
+        """The residual PD force and torque on the root towards ``root`` (3,) and ``orientation``
+        (4,) xyzw, moving at ``velocity`` and ``spin`` (3,); once per physics step, so in plain numpy."""
         c = self.config
         position, quaternion, linear, angular = self.humanoid.root_state()
         omega = 2 * math.pi * c.root_hz
         force = self.shape.mass * (omega ** 2 * (root - position) + 2 * c.root_damping * omega * (velocity - linear))
-        error = Rotation.from_matrix(orientation) * Rotation.from_quat(quaternion).inv()
-        torque = self._inertia * (omega ** 2 * error.as_rotvec() + 2 * c.root_damping * omega * (spin - angular))
+        torque = self._inertia * (omega ** 2 * _rotation_error(orientation, quaternion)
+                                  + 2 * c.root_damping * omega * (spin - angular))
         force *= min(1.0, self._max_force / max(np.linalg.norm(force), 1e-9))
         torque *= min(1.0, self._max_torque / max(np.linalg.norm(torque), 1e-9))
         h = self.humanoid
