@@ -10,7 +10,7 @@ input, scored in the same run with the same contacts (the ground truth's), physi
 Each motion is run with ``--seeds`` noise draws; the summary averages ratios and differences over
 every (motion, draw) and gives the worst one too.
 
-    ./dev.sh bench physics [--physics-hz 240] [--seeds 3] [--motions walk,squat,...]
+    ./dev.sh bench physics [--physics-hz 200] [--seeds 3] [--motions walk,squat,...]
 
 Prints one JSON line. Targets: foot skating -80 % or better, max penetration <= 5 mm, jitter
 -50 % or better, MPJPE to ground truth at most +5 mm, >= 100 frames/s on one core.

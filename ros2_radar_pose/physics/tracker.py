@@ -70,10 +70,10 @@ class FloorFrame:
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    physics_hz: float = 240.0        # fixed physics rate; each frame runs round(dt * physics_hz) steps
+    physics_hz: float = 200.0        # fixed physics rate; each frame runs round(dt * physics_hz) steps
     max_substeps: int = 48           # a longer gap is simulated as this many steps
     solver_iterations: int = 20
-    contact_erp: float = 0.9         # share of a penetration corrected per step (pybullet's 0.2 lets feet sink)
+    contact_erp: float = 1.0         # share of a penetration corrected per step (pybullet's 0.2 lets feet sink)
     smoothing_s: float = 0.07        # s, time constant of the estimate's smoothing (0: none)
     joint_gain: float = 1.0          # pybullet motor position gain: share of the error removed per step
     joint_damping: float = 1.0       # pybullet motor velocity gain
