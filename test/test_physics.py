@@ -11,6 +11,7 @@ from ros2_radar_pose.body.kinematics import forward_kinematics
 from ros2_radar_pose.body.models import AnthropometricBody
 from ros2_radar_pose.data.motions import Placement, make_motion
 from ros2_radar_pose.physics.contacts import ContactConfig, ContactDetector
+from ros2_radar_pose.physics.filters import OneEuroConfig, OneEuroFilter
 from ros2_radar_pose.physics.humanoid import ACTUATED, RIGID, BodyShape, Humanoid, humanoid_urdf
 from ros2_radar_pose.physics.metrics import plausibility, sole_depth
 from ros2_radar_pose.physics.tracker import FloorFrame, PhysicsTracker, TrackerConfig
@@ -171,6 +172,23 @@ def test_contact_detection_has_hysteresis():
     assert detector.update(np.array([0.0, 0.0]), fast, 0.15).tolist() == [False, True]
     far = np.array([[0.1, 0.0], [0.25, 0.0]])                                              # left where it landed
     assert detector.update(np.array([0.0, 0.0]), far, 0.20).tolist() == [True, False]
+
+
+def test_the_one_euro_filter_smooths_a_still_joint_and_follows_a_fast_one():
+    rng = np.random.default_rng(0)
+    still = rng.normal(0.0, 0.01, (200, 1, 3))
+    smoothed = OneEuroFilter()
+    out = np.stack([smoothed(frame, 0.05) for frame in still])
+    assert out[20:].std() < 0.5 * still.std()
+    t = np.arange(40) * 0.05
+    moving = np.zeros((40, 1, 3))
+    moving[:, 0, 0] = 4.0 * t                                            # a swinging foot, 4 m/s
+    fast, slow = OneEuroFilter(), OneEuroFilter(OneEuroConfig(beta=0.0))
+    lag_fast = moving[-1, 0, 0] - [fast(frame, 0.05) for frame in moving][-1][0, 0]
+    lag_slow = moving[-1, 0, 0] - [slow(frame, 0.05) for frame in moving][-1][0, 0]
+    assert 0 <= lag_fast < 0.3 * lag_slow
+    with pytest.raises(ValueError, match="cutoffs"):
+        OneEuroConfig(min_cutoff_hz=0.0)
 
 
 def test_plausibility_metrics_give_known_answers(shape):

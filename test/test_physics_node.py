@@ -125,10 +125,12 @@ def test_the_parameter_file_lists_every_physics_setting_with_its_default():
     import yaml
 
     from ros2_radar_pose.physics.contacts import ContactConfig
+    from ros2_radar_pose.physics.filters import OneEuroConfig
     from ros2_radar_pose.physics.tracker import TrackerConfig
 
     config = Path(__file__).resolve().parent.parent / "config" / "radar_pose.yaml"
     params = yaml.safe_load(config.read_text())["physics"]["ros__parameters"]
-    tracker = {f.name: f.default for f in dataclasses.fields(TrackerConfig) if f.name != "contacts"}
+    tracker = {f.name: f.default for f in dataclasses.fields(TrackerConfig) if f.name not in ("contacts", "smoothing")}
     assert params["tracker"] == pytest.approx(tracker)
     assert params["contacts"] == pytest.approx(dataclasses.asdict(ContactConfig()))
+    assert params["smoothing"] == pytest.approx(dataclasses.asdict(OneEuroConfig()))

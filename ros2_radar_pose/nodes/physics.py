@@ -32,6 +32,7 @@ from ros2_radar_pose.body.joint_sets import SMPL_24
 from ros2_radar_pose.body.models import load_body_model
 from ros2_radar_pose.body.smpl_file import SMPLFileError
 from ros2_radar_pose.physics.contacts import ContactConfig
+from ros2_radar_pose.physics.filters import OneEuroConfig
 from ros2_radar_pose.physics.humanoid import BodyShape
 from ros2_radar_pose.physics.tracker import FloorFrame, PhysicsTracker, TrackerConfig
 from ros2_radar_pose.ros.diagnostics import ERROR, OK, WARN, NodeDiagnostics
@@ -47,11 +48,12 @@ from ros2_radar_pose.ros.time import to_seconds
 
 
 def tracker_config(node: Node) -> TrackerConfig:
-    """TrackerConfig from parameters ``tracker.<field>`` and ``contacts.<field>``."""
+    """TrackerConfig from parameters ``tracker.<field>``, ``contacts.<field>`` and ``smoothing.<field>``."""
     fields = {f.name: declare(node, f"tracker.{f.name}", f.default)
-              for f in dataclasses.fields(TrackerConfig) if f.name != "contacts"}
+              for f in dataclasses.fields(TrackerConfig) if f.name not in ("contacts", "smoothing")}
     try:
-        return TrackerConfig(**fields, contacts=declare_dataclass(node, "contacts", ContactConfig))
+        return TrackerConfig(**fields, contacts=declare_dataclass(node, "contacts", ContactConfig),
+                             smoothing=declare_dataclass(node, "smoothing", OneEuroConfig))
     except ValueError as error:
         raise ParameterError(f"physics parameters: {error}") from None
 

@@ -4,8 +4,8 @@ Per frame (Shimada et al., "PhysCap", SIGGRAPH Asia 2020, in spirit: kinematic e
 contact detection -> physics that follows the estimate):
 
 1. **Target.** The estimate (SMPL-24 positions and global orientations, in a z-up frame whose
-   floor is z = 0; ``FloorFrame`` maps the radar frame there) is smoothed (an exponential moving
-   average of the joints, time constant ``smoothing_s``: the kinematic stage's filter) and goes
+   floor is z = 0; ``FloorFrame`` maps the radar frame there) is smoothed (the 1€ filter per
+   joint, physics/filters.py: the kinematic stage's filter) and goes
    through HybrIK's IK on the humanoid's own rest skeleton (body/hybrik_ik.py): local rotations
    whose bones point at the estimated joints, with the estimate's twists.
 2. **Contacts.** Foot contact from the target's sole height and foot speed, with hysteresis
@@ -40,6 +40,7 @@ from scipy.spatial.transform import Rotation
 
 from ros2_radar_pose.body.hybrik_ik import inverse_kinematics, skeleton_targets
 from ros2_radar_pose.physics.contacts import ContactConfig, ContactDetector, sole_heights
+from ros2_radar_pose.physics.filters import OneEuroConfig, OneEuroFilter
 from ros2_radar_pose.physics.humanoid import ACTUATED, ANKLE, FOOT, TOE, BodyShape, Humanoid
 
 GRAVITY = 9.81
@@ -74,7 +75,6 @@ class TrackerConfig:
     max_substeps: int = 48           # a longer gap is simulated as this many steps
     solver_iterations: int = 20
     contact_erp: float = 1.0         # share of a penetration corrected per step (pybullet's 0.2 lets feet sink)
-    smoothing_s: float = 0.07        # s, time constant of the estimate's smoothing (0: none)
     joint_gain: float = 1.0          # pybullet motor position gain: share of the error removed per step
     joint_damping: float = 1.0       # pybullet motor velocity gain
     joint_torque: float = 5.0        # N m per kg of body mass, each joint's torque bound
@@ -83,10 +83,12 @@ class TrackerConfig:
     root_force: float = 3.0          # body weights, bound of the residual force
     root_torque: float = 3.0         # N m per kg of body mass, bound of the residual torque
     pin_force: float = 2.0           # body weights, bound of a planted foot's pin
+    anchor_prior: float = 20.0       # frames' weight of the landing place in a planted foot's running mean
     friction: float = 1.0
     reset_jump: float = 0.5          # m, a root jump between frames that resets
     reset_gap_s: float = 1.0         # s without a frame that resets
     contacts: ContactConfig = field(default_factory=ContactConfig)
+    smoothing: OneEuroConfig = field(default_factory=OneEuroConfig)
 
     def __post_init__(self):
         positive = ("physics_hz", "joint_gain", "joint_torque", "root_hz", "root_force", "root_torque",
@@ -97,7 +99,7 @@ class TrackerConfig:
                 raise ValueError(f"{name} must be finite and > 0, got {value}")
         if not 0 < self.contact_erp <= 1:
             raise ValueError(f"contact_erp must be in (0, 1], got {self.contact_erp}")
-        for name in ("joint_damping", "root_damping", "pin_force", "friction", "smoothing_s"):
+        for name in ("joint_damping", "root_damping", "pin_force", "anchor_prior", "friction"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be finite and >= 0, got {value}")
@@ -177,7 +179,7 @@ class PhysicsTracker:
         self._pins: list[int | None] = [None, None]
         self._anchors, self._planted = [np.zeros(3), np.zeros(3)], [0, 0]
         self._previous: tuple[np.ndarray, np.ndarray, float] | None = None
-        self._smoothed = np.zeros((24, 3))
+        self._filter = OneEuroFilter(self.config.smoothing)
 
     def close(self) -> None:
         if self.client is not None:
@@ -212,13 +214,11 @@ class PhysicsTracker:
         previous = self._previous
         gap = None if previous is None else stamp - previous[2]
         if (previous is None or not 0 < gap <= self.config.reset_gap_s
-                or np.linalg.norm(positions[0] - self._smoothed[0]) > self.config.reset_jump):
-            self._smoothed = positions
+                or np.linalg.norm(positions[0] - self._filter.value[0]) > self.config.reset_jump):
+            self._filter.reset(positions)
             local, joints = self.targets(positions, rotations)
             return self._reset(local, joints, stamp)
-        keep = math.exp(-gap / self.config.smoothing_s) if self.config.smoothing_s > 0 else 0.0
-        self._smoothed = keep * self._smoothed + (1 - keep) * positions
-        local, joints = self.targets(self._smoothed, rotations)
+        local, joints = self.targets(self._filter(positions, gap), rotations)
         root = joints[0]
         feet = joints[[list(ANKLE), list(FOOT), list(TOE)]].transpose(1, 0, 2)          # (2, 3, 3)
         contacts = self.detector.update(sole_heights(feet, self.shape.clearance), joints[list(FOOT), :2], stamp)
@@ -274,7 +274,8 @@ class PhysicsTracker:
                 self._pins[side], self._anchors[side], self._planted[side] = pin, ball, 1
             elif contacts[side]:
                 self._planted[side] += 1
-                self._anchors[side] = self._anchors[side] + (ball - self._anchors[side]) / self._planted[side]
+                self._anchors[side] = self._anchors[side] + (ball - self._anchors[side]) / (
+                    self._planted[side] + self.config.anchor_prior)
                 pybullet.changeConstraint(self._pins[side], self._anchors[side].tolist(), maxForce=self._pin_force,
                                           physicsClientId=self.client)
             elif self._pins[side] is not None:
