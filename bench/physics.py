@@ -1,16 +1,19 @@
 """Physics refinement before vs after, on synthetic motions with ground truth, one CPU thread.
 
-Motions from the motion library (walk, squat, front and side lunge, sit down and stand up; the
-average built-in body, 20 Hz). The input is the ground truth with **student-like noise**, not a
-student's output (the bench trains no student): data/teacher_noise.py's model without dropouts or
-left/right swaps (a root offset mostly along the radar's line of sight, 8 cm, correlated over 1 s;
-joint errors of 2.5 cm on the trunk and up to 5 cm at the ends of the limbs, correlated over
-0.15 s; 5 degrees of rotation error) plus 1 cm of white jitter per joint. The reference is that
-input, scored in the same run with the same contacts (the ground truth's), physics/metrics.py.
+Motions from the motion library (walk towards the radar, squat, front and side lunge, sit down and
+stand up; the average built-in body, 20 Hz). The input, the reference scored in the same run with
+the same contacts (the ground truth's; physics/metrics.py), is one of:
+
+- **student-like noise** (default): the ground truth with data/teacher_noise.py's model without
+  dropouts or left/right swaps (a root offset mostly along the radar's line of sight, 8 cm,
+  correlated over 1 s; joint errors of 2.5 cm on the trunk and up to 5 cm at the ends of the limbs,
+  correlated over 0.15 s; 5 degrees of rotation error) plus 1 cm of white jitter per joint;
+- **a student's output** (``--checkpoint``): the radar simulator's clouds of the motion, through
+  radar_ingest's preprocessing and the streaming student, as the nodes run them.
 Each motion is run with ``--seeds`` noise draws; the summary averages ratios and differences over
 every (motion, draw) and gives the worst one too.
 
-    ./dev.sh bench physics [--physics-hz 200] [--seeds 3] [--motions walk,squat,...]
+    ./dev.sh bench physics [--physics-hz 200] [--seeds 3] [--motions walk,squat,...] [--checkpoint CKPT]
 
 Prints one JSON line. Targets: foot skating -80 % or better, max penetration <= 5 mm, jitter
 -50 % or better, MPJPE to ground truth at most +5 mm, >= 100 frames/s on one core.
@@ -48,11 +51,14 @@ TARGETS = {"skating_ratio": 0.2, "penetration_max_mm": 5.0, "jitter_ratio": 0.5,
            "frames_per_s": 100.0}
 
 
+def bench_motion(name: str, body):
+    return make_motion(name, body, fps=FPS, seed=1, start=Placement.facing_sensor(4.5 if name == "walk" else 3.0, 0.0))
+
+
 def noisy_sequence(name: str, body, floor: FloorFrame, rng: np.random.Generator):
     """Ground truth (T, 24, 3) in the floor frame, contacts (T, 2), betas, and the noisy estimate in
     the radar frame: positions (T, 24, 3) and global rotations (T, 24, 3, 3)."""
-    start = None if name == "walk" else Placement.facing_sensor(3.0, 0.0)
-    motion = make_motion(name, body, fps=FPS, seed=1, start=start)
+    motion = bench_motion(name, body)
     with torch.no_grad():
         betas = torch.as_tensor(motion.betas, dtype=torch.float64)[None].expand(len(motion), -1)
         pose = body(betas, torch.as_tensor(motion.local_rotations, dtype=torch.float64),
@@ -66,12 +72,35 @@ def noisy_sequence(name: str, body, floor: FloorFrame, rng: np.random.Generator)
     return truth, motion.contacts, motion.betas, positions, noisy_rotations
 
 
-def run(motions: tuple[str, ...], config: TrackerConfig, seeds: range) -> dict:
+def student_sequence(name: str, body, floor: FloorFrame, rng: np.random.Generator, checkpoint: str):
+    """As ``noisy_sequence``, the estimate being the student's on the simulated radar's clouds."""
+    from ros2_radar_pose.data.synthetic import simulate_session
+    from ros2_radar_pose.radar.preprocess import CloudPreprocessor
+    from ros2_radar_pose.radar.simulator import RadarSimConfig
+    from ros2_radar_pose.student.checkpoint import load_student
+    from ros2_radar_pose.student.streaming import StreamingStudent
+
+    motion = bench_motion(name, body)
+    radar = RadarSimConfig(mount_translation=floor.translation, mount_rpy=floor.rpy)
+    session = simulate_session(motion, body, rng, radar=radar)
+    student, preprocessor = StreamingStudent(load_student(checkpoint), body), CloudPreprocessor()
+    poses = [student.push(preprocessor.process(cloud, stamp * 1e-9).cloud)
+             for cloud, stamp in zip(session.clouds, session.stamps_ns)]
+    positions = np.stack([pose.positions for pose in poses]).astype(np.float64)
+    rotations = Rotation.from_quat(np.concatenate([pose.rotations for pose in poses])).as_matrix()
+    truth = floor.to_floor(session.truth_positions.astype(np.float64), np.eye(3))[0]
+    return truth, motion.contacts, motion.betas, positions, rotations.reshape(len(poses), 24, 3, 3)
+
+
+def run(motions: tuple[str, ...], config: TrackerConfig, seeds: range, checkpoint: str | None = None) -> dict:
     body, floor = AnthropometricBody(), FloorFrame()
     results, before_all, after_all, rates = {}, [], [], []
     for name, seed in ((name, seed) for name in motions for seed in seeds):
         rng = np.random.default_rng([seed, MOTIONS.index(name) if name in MOTIONS else 99])
-        truth, contacts, betas, positions, rotations = noisy_sequence(name, body, floor, rng)
+        if checkpoint:
+            truth, contacts, betas, positions, rotations = student_sequence(name, body, floor, rng, checkpoint)
+        else:
+            truth, contacts, betas, positions, rotations = noisy_sequence(name, body, floor, rng)
         shape = BodyShape.of(body, betas)
         refined = np.zeros_like(positions)
         with PhysicsTracker(shape, config, floor) as tracker:
@@ -120,15 +149,20 @@ def main(argv=None) -> None:
     parser.add_argument("--physics-hz", type=float, default=TrackerConfig.physics_hz)
     parser.add_argument("--seeds", type=int, default=3, help="noise draws per motion (seeds 0 .. N-1)")
     parser.add_argument("--motions", default=",".join(MOTIONS), help="comma-separated motion names")
+    parser.add_argument("--checkpoint", help="a student checkpoint (SMPL-24 with rotations): score physics on its "
+                                             "output on simulated clouds instead of on student-like noise")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     config = dataclasses.replace(TrackerConfig(), physics_hz=args.physics_hz)
-    report = {"benchmark": "physics", "input": "ground truth + student-like noise (no student checkpoint)",
-              "noise": {**dataclasses.asdict(STUDENT_LIKE), "white_jitter_m": WHITE_JITTER},
+    report = {"benchmark": "physics",
+              "input": f"student {args.checkpoint} on simulated clouds" if args.checkpoint
+              else "ground truth + student-like noise (no student checkpoint)",
+              "noise": None if args.checkpoint else {**dataclasses.asdict(STUDENT_LIKE),
+                                                     "white_jitter_m": WHITE_JITTER},
               "machine": platform.machine(), "threads": 1, "seeds": args.seeds, "fps": FPS,
               "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "contacts"},
               "contacts": dataclasses.asdict(config.contacts)}
-    report.update(run(tuple(m for m in args.motions.split(",") if m), config, range(args.seeds)))
+    report.update(run(tuple(m for m in args.motions.split(",") if m), config, range(args.seeds), args.checkpoint))
     print(json.dumps(report))
 
 

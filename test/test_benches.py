@@ -88,3 +88,22 @@ def test_physics_bench_scores_before_and_after_on_the_same_frames(capsys):
     assert squat["after"]["penetration_max_mm"] < squat["before"]["penetration_max_mm"]
     assert set(result["targets_met"]) == {"skating", "penetration", "jitter", "mpjpe", "speed"}
     assert result["summary"]["frames_per_s"] > 0
+
+
+def test_physics_bench_scores_a_students_output_on_simulated_clouds(capsys, tmp_path):
+    import torch
+
+    from ros2_radar_pose.student.checkpoint import save_checkpoint
+    from ros2_radar_pose.student.model import RadarPoseStudent, StudentConfig
+
+    torch.manual_seed(0)
+    model = RadarPoseStudent(StudentConfig(window=4, dim=32, depth=1, heads=2, nb_features=16, point_layers=2))
+    model.set_statistics(torch.tensor([3.0, 0.0, 0.0, 0.0, 15.0]), torch.tensor([1.0, 1.0, 0.6, 0.5, 5.0]),
+                         torch.tensor([3.0, 0.0, -0.1]))
+    checkpoint = save_checkpoint(tmp_path / "student.pt", model)
+    physics.main(["--motions", "squat", "--seeds", "1", "--checkpoint", str(checkpoint)])
+    result = json.loads(capsys.readouterr().out)
+    assert result["input"].startswith("student") and result["noise"] is None
+    squat = result["motions"]["squat/0"]
+    assert squat["frames"] > 20
+    assert squat["after"]["penetration_max_mm"] <= squat["before"]["penetration_max_mm"] + 5
