@@ -172,6 +172,11 @@ def test_contact_detection_has_hysteresis():
     assert detector.update(np.array([0.0, 0.0]), fast, 0.15).tolist() == [False, True]
     far = np.array([[0.1, 0.0], [0.25, 0.0]])                                              # left where it landed
     assert detector.update(np.array([0.0, 0.0]), far, 0.20).tolist() == [True, False]
+    # a foot still moving at 0.8 m/s lands only where the simulated foot touches the floor
+    moving = far + [[0.0, 0.0], [0.04, 0.0]]
+    assert detector.update(np.array([0.0, 0.0]), moving, 0.25, np.array([False, False])).tolist() == [True, False]
+    moving = moving + [[0.0, 0.0], [0.04, 0.0]]
+    assert detector.update(np.array([0.0, 0.0]), moving, 0.30, np.array([False, True])).tolist() == [True, True]
 
 
 def test_the_one_euro_filter_smooths_a_still_joint_and_follows_a_fast_one():

@@ -54,9 +54,11 @@ class ContactDetector:
         self._position: np.ndarray | None = None
         self._stamp: float | None = None
 
-    def update(self, heights: np.ndarray, positions: np.ndarray, stamp: float) -> np.ndarray:
+    def update(self, heights: np.ndarray, positions: np.ndarray, stamp: float,
+               touching: np.ndarray | None = None) -> np.ndarray:
         """Contact (2,) bool after a frame at ``stamp`` (s): sole ``heights`` (2,) m and horizontal
-        foot ``positions`` (2, 2) m."""
+        foot ``positions`` (2, 2) m; ``touching`` (2,) bool, feet that touch the floor in the
+        simulation, land on the height test alone (no waiting for the estimate's speed to settle)."""
         c = self.config
         if self._stamp is None or not stamp > self._stamp:
             self._height, self._position, self._stamp = heights.copy(), positions.copy(), stamp
@@ -69,7 +71,8 @@ class ContactDetector:
         position = keep * self._position + (1 - keep) * positions
         speed = np.linalg.norm(position - self._position, axis=-1) / dt
         self._height, self._position, self._stamp = height, position, stamp
-        lands = (height < c.down_height) & (speed < c.down_speed)
+        lands = (height < c.down_height) & ((speed < c.down_speed) | (
+            np.zeros(2, dtype=bool) if touching is None else touching & (speed < c.up_speed)))
         lifts = ((height > c.up_height) | (speed > c.up_speed)
                  | (np.linalg.norm(position - self.landed, axis=-1) > c.release_distance))
         down = np.where(self.down, ~lifts, lands)

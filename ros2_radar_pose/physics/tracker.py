@@ -9,7 +9,8 @@ contact detection -> physics that follows the estimate):
    through HybrIK's IK on the humanoid's own rest skeleton (body/hybrik_ik.py): local rotations
    whose bones point at the estimated joints, with the estimate's twists.
 2. **Contacts.** Foot contact from the target's sole height and foot speed, with hysteresis
-   (physics/contacts.py).
+   (physics/contacts.py); a simulated foot that touches the floor lands as soon as the estimate's
+   foot is low (``touch_lands``), without waiting for the noisy estimate to slow down.
 3. **Physics**, sub-stepped at ``physics_hz`` in pybullet with gravity and a floor with friction:
    every joint tracks its target rotation with pybullet's constraint-based spherical motor
    (``joint_gain``: the share of the error it removes per step, ``joint_torque`` per kg of body
@@ -83,6 +84,7 @@ class TrackerConfig:
     root_force: float = 3.0          # body weights, bound of the residual force
     root_torque: float = 3.0         # N m per kg of body mass, bound of the residual torque
     pin_force: float = 2.0           # body weights, bound of a planted foot's pin
+    touch_lands: bool = True         # a simulated foot touching the floor lands without the estimate slowing
     anchor_prior: float = 20.0       # frames' weight of the landing place in a planted foot's running mean
     friction: float = 1.0
     reset_jump: float = 0.5          # m, a root jump between frames that resets
@@ -221,7 +223,11 @@ class PhysicsTracker:
         local, joints = self.targets(self._filter(positions, gap), rotations)
         root = joints[0]
         feet = joints[[list(ANKLE), list(FOOT), list(TOE)]].transpose(1, 0, 2)          # (2, 3, 3)
-        contacts = self.detector.update(sole_heights(feet, self.shape.clearance), joints[list(FOOT), :2], stamp)
+        touching = np.array([bool(pybullet.getContactPoints(self.humanoid.id, self.plane, link, -1,
+                                                            physicsClientId=self.client))
+                             for link in self.humanoid.foot_links]) if self.config.touch_lands else None
+        contacts = self.detector.update(sole_heights(feet, self.shape.clearance), joints[list(FOOT), :2], stamp,
+                                        touching)
         self._update_pins(contacts, joints)
         h = self.humanoid
         pybullet.setJointMotorControlMultiDofArray(
