@@ -48,7 +48,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(path, "no such file" if not path.exists() else "not a file")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = torch.load(path, map_location="cpu", weights_only=True)   # loading must not run code
     except Exception as error:                     # torch raises many types for a damaged file
         raise CheckpointError(path, f"cannot be read ({type(error).__name__}: {error}); "
                               "it is damaged or not a torch file") from error
