@@ -234,12 +234,12 @@ def test_huge_clouds_are_dropped_or_processed_as_max_points_says(in_process):
     msg = array_to_pointcloud2(huge, Header(stamp=from_seconds(3.0)))
     strict = in_process()
     strict.on_cloud(msg)
-    assert strict.diagnostics.problems["too_many_points"] == 1 and strict._frames == 0
+    assert strict.diagnostics.problems["too_many_points"] == 1 and strict.stats.frames == 0
     sent = []
     roomy = in_process(max_points=200_000)
     roomy.publisher.publish = sent.append
     roomy.on_cloud(msg)
-    assert len(pointcloud2_to_array(sent[0])) == 20 and roomy._points_in == 100_000
+    assert len(pointcloud2_to_array(sent[0])) == 20 and roomy.stats.total("points_in") == 100_000
 
 
 def test_config_file_lists_every_parameter_with_its_default(in_process):

@@ -14,15 +14,12 @@ built-in body, or of SMPL with ``smpl_model``; setting either at run time rebuil
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 import traceback
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import PoseArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from scipy.spatial.transform import Rotation
 from tf2_msgs.msg import TFMessage
@@ -35,9 +32,10 @@ from ros2_radar_pose.physics.contacts import ContactConfig
 from ros2_radar_pose.physics.filters import OneEuroConfig
 from ros2_radar_pose.physics.humanoid import BodyShape
 from ros2_radar_pose.physics.tracker import FloorFrame, PhysicsTracker, TrackerConfig
-from ros2_radar_pose.ros.diagnostics import ERROR, OK, WARN, NodeDiagnostics
+from ros2_radar_pose.ros.diagnostics import FrameStats, NodeDiagnostics
 from ros2_radar_pose.ros.params import ParameterError, declare, declare_dataclass
 from ros2_radar_pose.ros.qos import SENSOR_PUBLICATION, SENSOR_SUBSCRIPTION, TF, TF_STATIC
+from ros2_radar_pose.ros.run import spin_node
 from ros2_radar_pose.ros.skeleton import (
     pose_array_to_skeleton,
     skeleton_to_markers,
@@ -85,11 +83,7 @@ class PhysicsNode(Node):
         self.tracker = PhysicsTracker(self._shape(self.betas, self.body_mass), self.config, self.floor)
         self._rebuild: tuple[list[float], float] | None = None
 
-        self._lock = threading.Lock()
-        self._frames = self._dropped = self._resets = 0
-        self._seconds = 0.0
-        self._last_input: float | None = None
-        self._window_start, self._window_frames = time.monotonic(), 0
+        self.stats = FrameStats(self.stale_after)
         self.skeleton = self.create_publisher(PoseArray, "radar_pose/skeleton", SENSOR_PUBLICATION)
         self.tf = self.create_publisher(TFMessage, "/tf", TF) if self.publish_tf else None
         self.markers = self.create_publisher(MarkerArray, "radar_pose/markers", SENSOR_PUBLICATION) \
@@ -155,12 +149,7 @@ class PhysicsNode(Node):
         if self.publish_tf:
             self.tf.publish(skeleton_to_tf(positions, quaternions, SMPL_24, msg.header, self.body_id))
             self.markers.publish(skeleton_to_markers(positions, SMPL_24, msg.header, namespace="skeleton"))
-        with self._lock:
-            self._frames += 1
-            self._window_frames += 1
-            self._resets += int(reset)
-            self._seconds += time.perf_counter() - started
-            self._last_input = time.monotonic()
+        self.stats.handled(seconds=time.perf_counter() - started, resets=int(reset))
 
     def _refine(self, positions: np.ndarray, quaternions: np.ndarray, stamp: float, frame_id: str):
         if self._rebuild is not None:
@@ -180,25 +169,15 @@ class PhysicsNode(Node):
         return frame.positions, Rotation.from_matrix(frame.rotations).as_quat(), frame.reset
 
     def _drop(self, kind: str, message: str) -> None:
-        with self._lock:
-            self._dropped += 1
-            self._last_input = time.monotonic()
+        self.stats.dropped()
         self.diagnostics.problem(kind, f"{message}; frame dropped")
 
-    def _status(self) -> tuple[bytes, str, dict]:
-        now = time.monotonic()
-        with self._lock:
-            rate = self._window_frames / max(now - self._window_start, 1e-9)
-            self._window_start, self._window_frames = now, 0
-            values = {"rate_hz": rate, "frames": self._frames, "frames_dropped": self._dropped,
-                      "resets": self._resets, "physics_ms": 1000 * self._seconds / max(self._frames, 1),
-                      "enabled": self.enabled, "floor": self.floor_source}
-            silent = None if self._last_input is None else now - self._last_input
-        if silent is None:
-            return WARN, "waiting for input", values
-        if silent > self.stale_after:
-            return ERROR, f"no input for {silent:.1f} s", values
-        return OK, f"{rate:.1f} Hz, {values['physics_ms']:.1f} ms per frame", values
+    def _status(self) -> tuple[int, str, dict]:
+        report = self.stats.report()
+        values = {**report.values, "resets": report.totals["resets"],
+                  "physics_ms": 1000 * report.per_frame("seconds"), "enabled": self.enabled,
+                  "floor": self.floor_source}
+        return report.level, report.message(f"{values['physics_ms']:.1f} ms per frame"), values
 
     def destroy_node(self):
         if hasattr(self, "tracker"):        # not there when a bad parameter stopped __init__
@@ -207,20 +186,7 @@ class PhysicsNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = PhysicsNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ParameterError as error:  # one clear line, no traceback
-        rclpy.logging.get_logger("physics").fatal(str(error))
-        raise SystemExit(2) from None
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(PhysicsNode, "physics", args)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,6 @@ import time
 import traceback
 
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import PointCloud2
@@ -29,10 +27,11 @@ from ros2_radar_pose.radar.ti_uart import (
     iter_frames,
     ti_to_ros_axes,
 )
-from ros2_radar_pose.ros.diagnostics import ERROR, OK, WARN, NodeDiagnostics
+from ros2_radar_pose.ros.diagnostics import FrameStats, NodeDiagnostics
 from ros2_radar_pose.ros.params import ParameterError, declare, declare_dataclass
 from ros2_radar_pose.ros.pointcloud2 import CloudDecoder, PointCloudError, cloud_to_pointcloud2
 from ros2_radar_pose.ros.qos import SENSOR_PUBLICATION, SENSOR_SUBSCRIPTION
+from ros2_radar_pose.ros.run import spin_node
 from ros2_radar_pose.ros.time import from_seconds, to_seconds
 
 PARSER_PROBLEMS = ("frames_truncated", "frames_invalid", "point_count_mismatches", "side_info_mismatches")
@@ -86,10 +85,7 @@ class RadarIngestNode(Node):
             raise ParameterError(str(error)) from None
         self.preprocessor = CloudPreprocessor(config, transform)
 
-        self._lock = threading.Lock()
-        self._frames = self._points_in = self._points_out = self._empty = self._dropped = 0
-        self._last_input: float | None = None
-        self._window_start, self._window_frames = time.monotonic(), 0
+        self.stats = FrameStats(self.stale_after)
         self.publisher = self.create_publisher(PointCloud2, "radar_pose/points", SENSOR_PUBLICATION)
         self.diagnostics = NodeDiagnostics(self, "radar ingest", self._status, hardware_id=self.frame_id,
                                            period=param("diagnostics_period", 1.0))
@@ -177,35 +173,18 @@ class RadarIngestNode(Node):
                                      f"{result.n_input} points have NaN or inf values; those points are dropped")
         header = Header(stamp=from_seconds(stamp), frame_id=self.target_frame or frame_id)
         self.publisher.publish(cloud_to_pointcloud2(result.cloud, header))
-        with self._lock:
-            self._frames += 1
-            self._window_frames += 1
-            self._points_in += result.n_input
-            self._points_out += len(result.cloud)
-            self._empty += result.n_input == 0
-            self._last_input = time.monotonic()
+        self.stats.handled(points_in=result.n_input, points_out=len(result.cloud), empty=int(result.n_input == 0))
 
     def _drop(self, kind: str, message: str) -> None:
-        with self._lock:
-            self._dropped += 1
-            self._last_input = time.monotonic()
+        self.stats.dropped()
         self.diagnostics.problem(kind, f"{message}; frame dropped")
 
-    def _status(self) -> tuple[bytes, str, dict]:
-        now = time.monotonic()
-        with self._lock:
-            rate = self._window_frames / max(now - self._window_start, 1e-9)
-            self._window_start, self._window_frames = now, 0
-            frames = max(self._frames, 1)
-            values = {"rate_hz": rate, "frames": self._frames, "frames_dropped": self._dropped,
-                      "frames_empty": self._empty, "points_in_per_frame": self._points_in / frames,
-                      "points_out_per_frame": self._points_out / frames, "source": self.source}
-            silent = None if self._last_input is None else now - self._last_input
-        if silent is None:
-            return WARN, "waiting for input", values
-        if silent > self.stale_after:
-            return ERROR, f"no input for {silent:.1f} s", values
-        return OK, f"{rate:.1f} Hz, {values['points_out_per_frame']:.1f} points/frame out", values
+    def _status(self) -> tuple[int, str, dict]:
+        report = self.stats.report()
+        values = {**report.values, "frames_empty": report.totals["empty"],
+                  "points_in_per_frame": report.per_frame("points_in"),
+                  "points_out_per_frame": report.per_frame("points_out"), "source": self.source}
+        return report.level, report.message(f"{values['points_out_per_frame']:.1f} points/frame out"), values
 
     def destroy_node(self) -> None:
         self._stop.set()
@@ -215,20 +194,7 @@ class RadarIngestNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = RadarIngestNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ParameterError as error:  # one clear line, no traceback
-        rclpy.logging.get_logger("radar_ingest").fatal(str(error))
-        raise SystemExit(2) from None
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(RadarIngestNode, "radar_ingest", args)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,11 @@ A missing or unusable checkpoint stops the node at start with one line saying wh
 """
 from __future__ import annotations
 
-import threading
 import time
 import traceback
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import PoseArray
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import PointCloud2
 from tf2_msgs.msg import TFMessage
@@ -25,10 +22,11 @@ from visualization_msgs.msg import MarkerArray
 
 from ros2_radar_pose.body.models import load_body_model
 from ros2_radar_pose.body.smpl_file import SMPLFileError
-from ros2_radar_pose.ros.diagnostics import ERROR, OK, WARN, NodeDiagnostics
+from ros2_radar_pose.ros.diagnostics import FrameStats, NodeDiagnostics
 from ros2_radar_pose.ros.params import ParameterError, declare
 from ros2_radar_pose.ros.pointcloud2 import CloudDecoder, PointCloudError
 from ros2_radar_pose.ros.qos import SENSOR_PUBLICATION, SENSOR_SUBSCRIPTION, TF
+from ros2_radar_pose.ros.run import spin_node
 from ros2_radar_pose.ros.skeleton import skeleton_to_markers, skeleton_to_pose_array, skeleton_to_tf
 from ros2_radar_pose.ros.time import to_seconds
 from ros2_radar_pose.student.checkpoint import CheckpointError, load_student
@@ -59,12 +57,8 @@ class StudentNode(Node):
         self.student = StreamingStudent(model, body)
         self.decode = CloudDecoder({}, 20000)
 
-        self._lock = threading.Lock()
-        self._frames = self._dropped = 0
-        self._seconds = 0.0
+        self.stats = FrameStats(self.stale_after)
         self._last_stamp: float | None = None
-        self._last_input: float | None = None
-        self._window_start, self._window_frames = time.monotonic(), 0
         self.skeleton = self.create_publisher(PoseArray, "radar_pose/student/skeleton", SENSOR_PUBLICATION)
         self.tf = self.create_publisher(TFMessage, "/tf", TF) if self.publish_tf else None
         self.markers = self.create_publisher(MarkerArray, "radar_pose/markers", SENSOR_PUBLICATION) \
@@ -103,48 +97,20 @@ class StudentNode(Node):
             self.tf.publish(skeleton_to_tf(pose.positions, rotations, self.joint_set, msg.header, self.body_id))
             self.markers.publish(skeleton_to_markers(pose.positions, self.joint_set, msg.header,
                                                      namespace="student"))
-        with self._lock:
-            self._frames += 1
-            self._window_frames += 1
-            self._seconds += time.perf_counter() - started
-            self._last_input = time.monotonic()
+        self.stats.handled(seconds=time.perf_counter() - started)
 
     def _drop(self, kind: str, message: str) -> None:
-        with self._lock:
-            self._dropped += 1
-            self._last_input = time.monotonic()
+        self.stats.dropped()
         self.diagnostics.problem(kind, f"{message}; frame dropped")
 
-    def _status(self) -> tuple[bytes, str, dict]:
-        now = time.monotonic()
-        with self._lock:
-            rate = self._window_frames / max(now - self._window_start, 1e-9)
-            self._window_start, self._window_frames = now, 0
-            values = {"rate_hz": rate, "frames": self._frames, "frames_dropped": self._dropped,
-                      "inference_ms": 1000 * self._seconds / max(self._frames, 1), "joint_set": self.joint_set.name}
-            silent = None if self._last_input is None else now - self._last_input
-        if silent is None:
-            return WARN, "waiting for input", values
-        if silent > self.stale_after:
-            return ERROR, f"no input for {silent:.1f} s", values
-        return OK, f"{rate:.1f} Hz, {values['inference_ms']:.1f} ms per frame", values
+    def _status(self) -> tuple[int, str, dict]:
+        report = self.stats.report()
+        values = {**report.values, "inference_ms": 1000 * report.per_frame("seconds"), "joint_set": self.joint_set.name}
+        return report.level, report.message(f"{values['inference_ms']:.1f} ms per frame"), values
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = StudentNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ParameterError as error:  # one clear line, no traceback
-        rclpy.logging.get_logger("student").fatal(str(error))
-        raise SystemExit(2) from None
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(StudentNode, "student", args)
 
 
 if __name__ == "__main__":
