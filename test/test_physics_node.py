@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import console_script
 from geometry_msgs.msg import PoseArray
-from ros_probe import ProbeNode
+from ros_probe import StageProbe
 from scipy.spatial.transform import Rotation
 from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
@@ -36,21 +36,12 @@ def squat():
     return positions, Rotation.from_matrix(rotations.reshape(-1, 3, 3)).as_quat().reshape(-1, 24, 4)
 
 
-class Probe(ProbeNode):
+class Probe(StageProbe):
     def __init__(self):
-        super().__init__()
-        self.skeletons: list[PoseArray] = []
+        super().__init__(PoseArray, "/radar_pose/student/skeleton", PoseArray, "/radar_pose/skeleton",
+                         SENSOR_PUBLICATION)
         self.tf: list[TFMessage] = []
-        self.publisher = self.node.create_publisher(PoseArray, "/radar_pose/student/skeleton", SENSOR_PUBLICATION)
-        self.subscription = self.node.create_subscription(PoseArray, "/radar_pose/skeleton",
-                                                          self.skeletons.append, SENSOR_PUBLICATION)
         self.node.create_subscription(TFMessage, "/tf", self.tf.append, TF)
-
-    def send_and_receive(self, msg: PoseArray, timeout: float = 5.0) -> PoseArray | None:
-        before = len(self.skeletons)
-        self.publisher.publish(msg)
-        self.spin_until(lambda: len(self.skeletons) > before, timeout)
-        return self.skeletons[before] if len(self.skeletons) > before else None
 
 
 @pytest.fixture
@@ -68,9 +59,7 @@ def start_physics(tmp_path, *params: str) -> NodeProcess:
 
 
 def wait_matched(probe, node):
-    matched = lambda: (probe.publisher.get_subscription_count() > 0  # noqa: E731
-                       and probe.subscription.get_publisher_count() > 0)
-    assert probe.spin_until(lambda: matched() or not node.alive(), 30.0) and node.alive(), node.output()
+    probe.wait_matched(node, 30.0)
     probe.spin_until(lambda: False, 1.0)          # the node's reader matches a little after ours
 
 

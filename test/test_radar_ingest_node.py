@@ -9,7 +9,7 @@ import yaml
 from conftest import console_script
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
-from ros_probe import ProbeNode
+from ros_probe import StageProbe
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 
@@ -33,16 +33,14 @@ def start_ingest(tmp_path, *params: str) -> NodeProcess:
     return NodeProcess("", args, tmp_path / "radar_ingest.log", command=[console_script("radar_ingest")])
 
 
-class Probe(ProbeNode):
+class Probe(StageProbe):
     """The test's side of the graph: publishes raw clouds, collects outputs and diagnostics."""
 
     def __init__(self):
-        super().__init__()
-        self.clouds: list[PointCloud2] = []
+        super().__init__(PointCloud2, "/radar/points", PointCloud2, "/radar_pose/points", SENSOR_PUBLICATION,
+                         reply_timeout=3.0)
+        self.clouds: list[PointCloud2] = self.received
         self.diagnostics: list[dict] = []
-        self.publisher = self.node.create_publisher(PointCloud2, "/radar/points", SENSOR_PUBLICATION)
-        self.subscription = self.node.create_subscription(
-            PointCloud2, "/radar_pose/points", self.clouds.append, SENSOR_PUBLICATION)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, DIAGNOSTICS)
 
     def _on_diagnostics(self, msg):
@@ -58,22 +56,13 @@ class Probe(ProbeNode):
         one empty cloud (stamp 1.0) is sent until its output comes back; it counts as one empty
         frame in the node's diagnostics.
         """
-        matched = lambda: (self.publisher.get_subscription_count() > 0  # noqa: E731
-                           and self.subscription.get_publisher_count() > 0)
-        assert self.spin_until(lambda: matched() or not process.alive(), 20.0) and process.alive(), \
-            process.output()
+        self.wait_matched(process, 20.0)
         primer = cloud_to_pointcloud2(np.zeros((0, 5), np.float32), Header(stamp=from_seconds(1.0)))
         for _ in range(50):
             if self.send_and_receive(primer, timeout=0.2) is not None:
                 self.clouds.clear()
                 return
         raise AssertionError(f"radar_ingest never answered:\n{process.output()}")
-
-    def send_and_receive(self, msg: PointCloud2, timeout: float = 3.0) -> PointCloud2 | None:
-        before = len(self.clouds)
-        self.publisher.publish(msg)
-        self.spin_until(lambda: len(self.clouds) > before, timeout)
-        return self.clouds[before] if len(self.clouds) > before else None
 
 
 @pytest.fixture

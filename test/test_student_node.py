@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import console_script
 from geometry_msgs.msg import PoseArray
-from ros_probe import ProbeNode
+from ros_probe import StageProbe
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
@@ -40,21 +40,12 @@ def start_student(tmp_path, *params: str) -> NodeProcess:
     return NodeProcess("", args, tmp_path / "student.log", command=[console_script("student")])
 
 
-class Probe(ProbeNode):
+class Probe(StageProbe):
     def __init__(self):
-        super().__init__()
-        self.skeletons: list[PoseArray] = []
+        super().__init__(PointCloud2, "/radar_pose/points", PoseArray, "/radar_pose/student/skeleton",
+                         SENSOR_PUBLICATION)
         self.tf: list[TFMessage] = []
-        self.publisher = self.node.create_publisher(PointCloud2, "/radar_pose/points", SENSOR_PUBLICATION)
-        self.subscription = self.node.create_subscription(PoseArray, "/radar_pose/student/skeleton",
-                                                          self.skeletons.append, SENSOR_PUBLICATION)
         self.node.create_subscription(TFMessage, "/tf", self.tf.append, TF)
-
-    def send_and_receive(self, msg: PointCloud2, timeout: float = 5.0) -> PoseArray | None:
-        before = len(self.skeletons)
-        self.publisher.publish(msg)
-        self.spin_until(lambda: len(self.skeletons) > before, timeout)
-        return self.skeletons[before] if len(self.skeletons) > before else None
 
 
 @pytest.fixture
@@ -79,9 +70,7 @@ def test_skeletons_match_the_streaming_student_and_come_with_tf(tmp_path, probe,
     rng = np.random.default_rng(1)
     clouds = [person_cloud(rng, t) for t in range(12)]
     with start_student(tmp_path, f"checkpoint:={checkpoint}") as node:
-        matched = lambda: (probe.publisher.get_subscription_count() > 0  # noqa: E731
-                           and probe.subscription.get_publisher_count() > 0)
-        assert probe.spin_until(lambda: matched() or not node.alive(), 30.0) and node.alive(), node.output()
+        probe.wait_matched(node, 30.0)
         probe.spin_until(lambda: False, 1.0)          # the node's reader matches a little after ours
         for t, cloud in enumerate(clouds):
             header = Header(stamp=from_seconds(50.0 + 0.05 * t), frame_id="radar_link")
