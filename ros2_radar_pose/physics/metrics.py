@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ros2_radar_pose.physics.contacts import sole_heights
 from ros2_radar_pose.physics.humanoid import ANKLE, FOOT
 
 CONTACT_HEIGHT = 0.03       # m, a sole lower than this touches the floor (when no contacts are given)
@@ -44,7 +45,7 @@ def sole_depth(positions: np.ndarray, clearance: np.ndarray) -> np.ndarray:
     """(T, 2) height of each foot's sole over the floor (negative: under it), from ``positions``
     (T, 24, 3) and ``clearance`` (2, 3) as ``BodyShape.clearance`` gives it (ankle, ball, toe)."""
     feet = np.stack([positions[:, list(ANKLE)], positions[:, list(FOOT)]], axis=2)       # (T, 2, 2, 3)
-    return (feet[..., 2] - clearance[:, :2]).min(axis=-1)
+    return sole_heights(feet, clearance[:, :2])
 
 
 def mpjpe_mm(a: np.ndarray, b: np.ndarray) -> float:

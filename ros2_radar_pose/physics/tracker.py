@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pybullet
@@ -56,7 +57,7 @@ class FloorFrame:
     translation: tuple[float, float, float] = (0.0, 0.0, 1.0)
     rpy: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
-    @property
+    @cached_property
     def rotation(self) -> np.ndarray:
         return Rotation.from_euler("xyz", self.rpy).as_matrix()
 
@@ -222,12 +223,10 @@ class PhysicsTracker:
             return self._reset(local, joints, stamp)
         local, joints = self.targets(self._filter(positions, gap), rotations)
         root = joints[0]
-        feet = joints[[list(ANKLE), list(FOOT), list(TOE)]].transpose(1, 0, 2)          # (2, 3, 3)
         touching = np.array([bool(pybullet.getContactPoints(self.humanoid.id, self.plane, link, -1,
                                                             physicsClientId=self.client))
                              for link in self.humanoid.foot_links]) if self.config.touch_lands else None
-        contacts = self.detector.update(sole_heights(feet, self.shape.clearance), joints[list(FOOT), :2], stamp,
-                                        touching)
+        contacts = self.detector.update(self._soles(joints), joints[list(FOOT), :2], stamp, touching)
         self._update_pins(contacts, joints)
         h = self.humanoid
         pybullet.setJointMotorControlMultiDofArray(
@@ -288,8 +287,12 @@ class PhysicsTracker:
                 pybullet.removeConstraint(self._pins[side], physicsClientId=self.client)
                 self._pins[side] = None
 
+    def _soles(self, joints: np.ndarray) -> np.ndarray:
+        """(2,) height over the floor of each foot's sole, from floor-frame HYBRIK_29 ``joints``."""
+        return sole_heights(joints[[list(ANKLE), list(FOOT), list(TOE)]].transpose(1, 0, 2), self.shape.clearance)
+
     def _unpin_all(self) -> None:
-        for side, pin in enumerate(self._pins if self.humanoid is not None and hasattr(self, "_pins") else []):
+        for side, pin in enumerate(self._pins):
             if pin is not None:
                 pybullet.removeConstraint(pin, physicsClientId=self.client)
                 self._pins[side] = None
@@ -304,9 +307,7 @@ class PhysicsTracker:
         self._unpin_all()
         self.detector.reset()
         root = joints[0].copy()
-        # a target below the floor comes out standing on it
-        feet = joints[[list(ANKLE), list(FOOT), list(TOE)]].transpose(1, 0, 2)
-        root[2] -= min(float(sole_heights(feet, self.shape.clearance).min()), 0.0)
+        root[2] -= min(float(self._soles(joints).min()), 0.0)    # a target below the floor comes out on it
         self.humanoid.reset(root, _quaternions(local[0]), _quaternions(local[1:]))
         self._previous = (root, local[0], stamp)
         positions, rotations = self._state()
