@@ -11,9 +11,8 @@ from ros_probe import ProbeNode
 from std_msgs.msg import String
 
 from ros2_radar_pose.data.synthetic import simulate_bag
-from ros2_radar_pose.nodes.trainer import STATUS_QOS
 from ros2_radar_pose.processes import NodeProcess
-from ros2_radar_pose.ros.qos import DIAGNOSTICS
+from ros2_radar_pose.ros.qos import DIAGNOSTICS, LATCHED_STATUS
 from ros2_radar_pose.student.checkpoint import load_student
 from ros2_radar_pose.train.trainer import TrainConfig
 
@@ -51,7 +50,7 @@ def test_the_trainer_node_trains_reports_and_exits(tmp_path):
     probe = ProbeNode()
     statuses, diagnostics = [], []
     probe.node.create_subscription(String, "/radar_pose/trainer/status", lambda m: statuses.append(json.loads(m.data)),
-                                   STATUS_QOS)
+                                   LATCHED_STATUS)
     probe.node.create_subscription(DiagnosticArray, "/diagnostics",
                                    lambda m: diagnostics.extend(s for s in m.status if s.name.startswith("trainer")),
                                    DIAGNOSTICS)

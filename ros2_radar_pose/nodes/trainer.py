@@ -18,17 +18,15 @@ import traceback
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from ros2_radar_pose.data.bags import BagError
 from ros2_radar_pose.nodes.bag_player import SETTLE_AFTER_MATCH_S
 from ros2_radar_pose.ros.diagnostics import ERROR, OK, WARN, NodeDiagnostics
 from ros2_radar_pose.ros.params import ParameterError, declare
+from ros2_radar_pose.ros.qos import LATCHED_STATUS
 from ros2_radar_pose.student.checkpoint import CheckpointError
 from ros2_radar_pose.train.trainer import Progress, TrainConfig, TrainingError, train
-
-STATUS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def _parameter_default(value):
@@ -70,7 +68,7 @@ class TrainerNode(Node):
         self.exit_code = 0
         self.wait_subscribers = declare(self, "wait_subscribers", 0, "start once the status topic has this many "
                                         "subscriptions (a monitor that must see the whole run)")
-        self.status = self.create_publisher(String, "radar_pose/trainer/status", STATUS_QOS)
+        self.status = self.create_publisher(String, "radar_pose/trainer/status", LATCHED_STATUS)
         self.diagnostics = NodeDiagnostics(self, "student training", self._status, hardware_id=self.config.out_dir,
                                            period=declare(self, "diagnostics_period", 1.0))
         self._worker = threading.Thread(target=self._train, name="train", daemon=True)

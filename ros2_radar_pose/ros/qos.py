@@ -23,3 +23,6 @@ TF_STATIC = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=Rel
                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
 DIAGNOSTICS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.VOLATILE)
+# Status topics a monitor may join late (the trainer's): the last message waits for it.
+LATCHED_STATUS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                            durability=DurabilityPolicy.TRANSIENT_LOCAL)
