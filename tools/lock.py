@@ -23,8 +23,8 @@ REQUIREMENTS = Path(__file__).resolve().parent.parent / "requirements"
 
 # lock file -> (input files, Python version it is resolved for)
 LOCKS = {
-    "lock-pypi-ros.txt": (["ros-kilted-pypi.in", "python.in", "ml.in", "test.in"], "3.11"),
-    "lock-python.txt": (["python.in", "ml.in", "test.in"], "3.10"),
+    "lock-pypi-ros.txt": (["ros-kilted-pypi.in", "python.in", "ml.in", "teacher.in", "test.in"], "3.11"),
+    "lock-python.txt": (["python.in", "ml.in", "teacher.in", "test.in"], "3.10"),
 }
 
 
