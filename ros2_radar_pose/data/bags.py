@@ -40,10 +40,14 @@ from ros2_radar_pose.data.mcap_stream import Damage, McapError, McapStream
 from ros2_radar_pose.radar.cloud_layout import CloudDecoder, dtype_to_fields, is_dense
 from ros2_radar_pose.radar.fields import TI_MMWAVE
 from ros2_radar_pose.radar.points import FIELDS, as_cloud
+from ros2_radar_pose.teacher.camera import PinholeCamera
+from ros2_radar_pose.teacher.images import camera_from_info, image_to_rgb
 
 POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
 POSE_ARRAY = "geometry_msgs/msg/PoseArray"
 TF_MESSAGE = "tf2_msgs/msg/TFMessage"
+IMAGE = "sensor_msgs/msg/Image"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 STORAGES = ("mcap", "sqlite3")
 NS = 1_000_000_000
 
@@ -146,6 +150,21 @@ class SkeletonMessage(NamedTuple):
 
 # -- writing ---------------------------------------------------------------------------------------
 
+class ImageMessage(NamedTuple):
+    stamp_ns: int               # header stamp
+    frame_id: str
+    image: np.ndarray           # (H, W, 3) uint8 RGB, whatever the recorded encoding
+
+
+class CameraInfoMessage(NamedTuple):
+    stamp_ns: int
+    frame_id: str
+    camera: PinholeCamera
+
+
+Decoded = CloudMessage | SkeletonMessage | list[Transform] | ImageMessage | CameraInfoMessage
+
+
 class BagWriter:
     """Writes a rosbag2 bag (a directory) with rosbags; use it as a context manager.
 
@@ -226,6 +245,30 @@ class BagWriter:
             pose(position=point(x=p[0], y=p[1], z=p[2]), orientation=quaternion(x=q[0], y=q[1], z=q[2], w=q[3]))
             for p, q in zip(positions.tolist(), rotations.tolist())])
         self._write(topic, POSE_ARRAY, stamp_ns, self._typestore.serialize_cdr(msg, POSE_ARRAY))
+
+    def write_image(self, topic: str, stamp_ns: int, frame_id: str, image: np.ndarray) -> None:
+        """An (H, W, 3) uint8 RGB image as an rgb8 Image."""
+        image = np.ascontiguousarray(image)
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"images are (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
+        height, width, _ = image.shape
+        msg = self._typestore.types[IMAGE](
+            header=self._stamped(stamp_ns, frame_id), height=height, width=width, encoding="rgb8",
+            is_bigendian=0, step=width * 3, data=image.reshape(-1))
+        self._write(topic, IMAGE, stamp_ns, self._typestore.serialize_cdr(msg, IMAGE))
+
+    def write_camera_info(self, topic: str, stamp_ns: int, frame_id: str, camera: PinholeCamera) -> None:
+        """A CameraInfo of a distortion-free pinhole camera."""
+        types = self._typestore.types
+        k = camera.matrix
+        p = np.hstack([k, np.zeros((3, 1))])
+        msg = types[CAMERA_INFO](
+            header=self._stamped(stamp_ns, frame_id), height=camera.height, width=camera.width,
+            distortion_model="plumb_bob", d=np.zeros(5), k=k.reshape(-1), r=np.eye(3).reshape(-1),
+            p=p.reshape(-1), binning_x=0, binning_y=0,
+            roi=types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
+                                                          do_rectify=False))
+        self._write(topic, CAMERA_INFO, stamp_ns, self._typestore.serialize_cdr(msg, CAMERA_INFO))
 
     def write_static_transforms(self, stamp_ns: int, transforms: Iterable[Transform]) -> None:
         """One TFMessage on /tf_static, offered transient-local (re-latched when played)."""
@@ -420,9 +463,10 @@ class BagReader:
         return list(latest.values())
 
     def messages(self, topics: Iterable[str], cloud_decoders: dict[str, CloudDecoder] | None = None
-                 ) -> Iterator[tuple[str, int, CloudMessage | SkeletonMessage | list[Transform]]]:
+                 ) -> Iterator[tuple[str, int, Decoded]]:
         """(topic, log time ns, decoded message) of several topics in one pass: PointCloud2 ->
-        CloudMessage, PoseArray -> SkeletonMessage, TFMessage -> list[Transform]."""
+        CloudMessage, PoseArray -> SkeletonMessage, TFMessage -> list[Transform], Image ->
+        ImageMessage, CameraInfo -> CameraInfoMessage."""
         selected = self._select(topics)
         decoders = {}
         for topic in selected:
@@ -450,6 +494,19 @@ class BagReader:
                 yield item.topic, item.log_time_ns, decoded
             report.finish()
         return generate()
+
+    def decode(self, message: RawMessage, cloud_decoder: CloudDecoder | None = None) -> Decoded:
+        """One message from ``raw()``, decoded as ``messages()`` does; ValueError when its type is not
+        one of those or its bytes do not decode."""
+        decoder = _DECODERS.get(message.msgtype)
+        if decoder is None:
+            raise ValueError(f"messages of type {message.msgtype} cannot be decoded here")
+        try:
+            return decoder(message.data, cloud_decoder or CloudDecoder())
+        except ValueError:
+            raise
+        except Exception as error:  # untrusted bytes: rosbags raises many kinds
+            raise ValueError(f"the {message.topic} message does not decode: {error}") from None
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -776,7 +833,18 @@ def _decode_transforms(data: bytes, _=None) -> list[Transform]:
     return out
 
 
-_DECODERS = {POINTCLOUD2: _decode_cloud, POSE_ARRAY: _decode_skeleton, TF_MESSAGE: _decode_transforms}
+def _decode_image(data: bytes, _=None) -> ImageMessage:
+    msg = _typestore().deserialize_cdr(data, IMAGE)
+    return ImageMessage(_stamp_ns(msg.header.stamp), msg.header.frame_id, image_to_rgb(msg))
+
+
+def _decode_camera_info(data: bytes, _=None) -> CameraInfoMessage:
+    msg = _typestore().deserialize_cdr(data, CAMERA_INFO)
+    return CameraInfoMessage(_stamp_ns(msg.header.stamp), msg.header.frame_id, camera_from_info(msg))
+
+
+_DECODERS = {POINTCLOUD2: _decode_cloud, POSE_ARRAY: _decode_skeleton, TF_MESSAGE: _decode_transforms,
+             IMAGE: _decode_image, CAMERA_INFO: _decode_camera_info}
 
 __all__ = ["BagError", "BagReader", "BagWriter", "CloudMessage", "RawMessage", "SkeletonMessage", "TopicInfo",
            "Transform", "OFFERED_QOS", "SENSOR_QOS", "TF_QOS", "TF_STATIC_QOS"]
