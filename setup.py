@@ -16,6 +16,8 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.cfg")),
     ],
     install_requires=["setuptools"],
+    # The BlazePose teacher backend (requirements/teacher.in); everything else runs without it.
+    extras_require={"blazepose": ["mediapipe==0.10.14"]},
     zip_safe=True,
     maintainer="ros2_radar_pose maintainers",
     maintainer_email="maintainers@ros2-radar-pose.org",
@@ -30,6 +32,7 @@ setup(
             "student = ros2_radar_pose.nodes.student:main",
             "trainer = ros2_radar_pose.nodes.trainer:main",
             "physics = ros2_radar_pose.nodes.physics:main",
+            "teacher = ros2_radar_pose.nodes.teacher:main",
         ],
     },
 )

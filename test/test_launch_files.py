@@ -30,7 +30,7 @@ def setup_kwargs():
 
 
 def test_there_are_launch_files():
-    assert [p.name for p in LAUNCH_FILES] == ["play_bag.launch.xml", "radar_pose.launch.xml"]
+    assert [p.name for p in LAUNCH_FILES] == ["play_bag.launch.xml", "radar_pose.launch.xml", "teacher.launch.xml"]
 
 
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)

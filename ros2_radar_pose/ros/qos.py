@@ -26,3 +26,12 @@ DIAGNOSTICS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=
 # Status topics a monitor may join late (the trainer's): the last message waits for it.
 LATCHED_STATUS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# Camera images for the teacher. Most camera drivers (realsense2_camera, usb_cam, zed) publish
+# reliable, and a reliable subscription has a lost fragment of a large image resent; over best
+# effort a 1 MB image loses a fragment, and with it the whole image, often enough on a busy host
+# that none may arrive. A best-effort camera needs "sensor_data" (reliable cannot match it).
+IMAGE_SUBSCRIPTIONS = {
+    "reliable": QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE,
+                           durability=DurabilityPolicy.VOLATILE),
+    "sensor_data": SENSOR_SUBSCRIPTION,
+}
