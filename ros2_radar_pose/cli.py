@@ -72,6 +72,38 @@ def _import_mars(args: argparse.Namespace) -> int:
     return 0
 
 
+def _label(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from ros2_radar_pose.data.bags import IMAGE, BagError, BagReader
+    from ros2_radar_pose.teacher.backends import make_backend
+    from ros2_radar_pose.teacher.camera import CameraMount
+    from ros2_radar_pose.teacher.labeller import label_bag
+
+    device = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
+    mount = None
+    if args.camera_xyz is not None or args.camera_rpy is not None:
+        mount = CameraMount.from_body_pose(args.camera_xyz or [0.0] * 3, args.camera_rpy or [0.0] * 3)
+    try:
+        backend = make_backend(args.backend, str(args.hybrik_checkpoint or ""), str(args.smpl_model or ""), device)
+        with BagReader(args.bag) as reader:
+            info = reader.topics.get(args.image_topic)
+            total = info.count if info is not None and info.msgtype == IMAGE else 0
+        with tqdm(total=total, unit="image", desc=f"labelling {args.bag.name} ({args.backend}, {device})") as bar:
+            report = label_bag(args.bag, args.out, backend, image_topic=args.image_topic, info_topic=args.info_topic,
+                               radar_frame=args.radar_frame, radar_topic=args.radar_topic, mount=mount,
+                               batch_size=args.batch_size, keep_images=args.keep_images, overwrite=args.overwrite,
+                               progress=bar.update)
+    except (BagError, FileExistsError, ImportError, ValueError) as error:
+        print(f"radar-pose label: {error}", file=sys.stderr)
+        return 1
+    for problem in report.problems:
+        print(f"radar-pose label: warning: {problem}", file=sys.stderr)
+    print(f"wrote {args.out}: {report.summary()}")
+    return 0 if report.labelled else 1
+
+
 def _smpl_to_npz(args: argparse.Namespace) -> int:
     from ros2_radar_pose.body.smpl_file import SMPLFileError, convert_smpl_to_npz
 
@@ -243,6 +275,30 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--png", type=Path, default=None, help="report image (default: CHECKPOINT.eval.png)")
     evaluate.add_argument("--json", type=Path, default=None, help="also write the scores as JSON here")
     evaluate.set_defaults(run=_eval)
+    label = commands.add_parser("label", help="run the camera teacher over the images of a bag and write a new bag "
+                                              "with the radar topics and the teacher's skeletons, for training")
+    label.add_argument("bag", type=Path, help="recorded bag with camera images (and radar clouds)")
+    label.add_argument("--out", type=Path, required=True, help="labelled bag to write")
+    label.add_argument("--backend", choices=("blazepose", "hybrik"), default="blazepose",
+                       help="blazepose: no download (mediapipe extra, default); hybrik: needs "
+                            "--hybrik-checkpoint and --smpl-model")
+    label.add_argument("--hybrik-checkpoint", type=Path, default=None, help="HybrIK ResNet-34 checkpoint")
+    label.add_argument("--smpl-model", type=Path, default=None, help="SMPL model file (required by hybrik)")
+    label.add_argument("--device", default="auto", help="torch device (default: cuda when there is one)")
+    label.add_argument("--batch-size", type=int, default=16, help="images per network call (default 16)")
+    label.add_argument("--image-topic", default="/camera/image_raw")
+    label.add_argument("--info-topic", default="/camera/camera_info")
+    label.add_argument("--radar-frame", default="radar_link", help="frame of the skeletons (default radar_link)")
+    label.add_argument("--radar-topic", default="/radar_pose/points",
+                       help="radar_ingest's person cloud, used to box the person when the bag has it")
+    label.add_argument("--camera-xyz", type=float, nargs=3, default=None, metavar=("X", "Y", "Z"),
+                       help="camera position in the radar frame, m (default: from the bag's /tf_static)")
+    label.add_argument("--camera-rpy", type=float, nargs=3, default=None, metavar=("ROLL", "PITCH", "YAW"),
+                       help="camera orientation in the radar frame (x forward, z up), rad")
+    label.add_argument("--keep-images", action="store_true",
+                       help="copy the images too (default: the labelled bag holds no camera images)")
+    label.add_argument("--overwrite", action="store_true", help="replace an existing bag at --out")
+    label.set_defaults(run=_label)
     smpl = commands.add_parser("smpl-to-npz", help="turn an official SMPL .pkl (chumpy arrays need chumpy "
                                                    "installed) into an .npz of plain arrays that loads anywhere")
     smpl.add_argument("source", type=Path, help="SMPL model .pkl")
