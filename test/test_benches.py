@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from bench import attention, mars, physics, sim_vs_real, simulate, student_latency
+from bench import attention, mars, physics, sim_vs_real, simulate, student_latency, teacher
 from ros2_radar_pose.data.mars import available
 
 pytestmark = pytest.mark.slow
@@ -107,3 +107,17 @@ def test_physics_bench_scores_a_students_output_on_simulated_clouds(capsys, tmp_
     squat = result["motions"]["squat/0"]
     assert squat["frames"] > 20
     assert squat["after"]["penetration_max_mm"] <= squat["before"]["penetration_max_mm"] + 5
+
+
+def test_teacher_bench_reports_hybrik_throughput_against_its_backbone(capsys):
+    result = teacher.main(["--batches", "1", "--repeats", "1", "--device", "cpu"])
+    row = result["hybrik"]["cpu"]["batches"]["1"]
+    rates = [row[f"{name}_images_per_s"] for name in ("network", "estimate_no_ik", "backbone")]
+    assert all(rate > 0 for rate in rates) and row["repeats"] == 1
+    # the backbone is part of the network: the reference must be the faster of the two
+    assert row["network_time_over_backbone"] == pytest.approx(rates[2] / rates[0], rel=0.02)
+    assert row["network_time_over_backbone"] > 1
+    assert result["hybrik"]["cpu"]["autocast"] is None and result["threads"] >= 1
+    blazepose = result["blazepose"]
+    assert (blazepose["images_per_s"] or 0) > 0 or blazepose["reason"]       # a rate, or why not
+    assert capsys.readouterr().out.count("\n") == 1
