@@ -37,7 +37,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse  # noqa: E402
 import ctypes  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import resource  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -49,6 +48,7 @@ from einops import rearrange  # noqa: E402
 from performer_pytorch import Performer  # noqa: E402
 from torch import nn  # noqa: E402
 
+from bench.machine import machine  # noqa: E402
 from ros2_radar_pose.student.model import StudentConfig  # noqa: E402
 
 KINDS = ("performer", "softmax", "sdpa")
@@ -277,11 +277,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         "target": f"at W = {TARGET_WINDOW}: speedup >= {TARGET_SPEEDUP:g} and memory_fraction <= {TARGET_FRACTION:g}",
         "target_met": (at_target["speedup"] >= TARGET_SPEEDUP and at_target["memory_fraction"] <= TARGET_FRACTION)
         if measured else None,
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
+        **machine(gpu=args.device.startswith("cuda")),
     }
     print(json.dumps(result))
     return result

@@ -18,12 +18,12 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from bench.machine import machine  # noqa: E402
 from ros2_radar_pose.body.joint_sets import HYBRIK_29  # noqa: E402
 from ros2_radar_pose.body.models import AnthropometricBody  # noqa: E402
 from ros2_radar_pose.data.programs import random_program  # noqa: E402
@@ -82,9 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
         "batching_speedup": round(per_frame_call_ms / batched_ms, 2),
         "points_per_frame": {"p5": float(np.percentile(points, 5)), "median": float(np.median(points)),
                              "p95": float(np.percentile(points, 95))},
-        "threads": 1,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
+        **machine(),
     }
     print(json.dumps(result))
     return result

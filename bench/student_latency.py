@@ -23,13 +23,13 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import roma  # noqa: E402
 import torch  # noqa: E402
 
+from bench.machine import machine  # noqa: E402
 from ros2_radar_pose.body.hybrik_ik import inverse_kinematics  # noqa: E402
 from ros2_radar_pose.body.models import AnthropometricBody, BodyModel  # noqa: E402
 from ros2_radar_pose.data.programs import random_program  # noqa: E402
@@ -147,10 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
         "target_met": push["p50"] <= TARGET_MS if config.window == 32 else None,
         "points_per_frame": {"p5": float(np.percentile(counts, 5)), "median": float(np.median(counts)),
                              "p95": float(np.percentile(counts, 95))},
-        "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
+        **machine(),
     }
     print(json.dumps(result))
     return result

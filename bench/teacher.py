@@ -30,12 +30,12 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from bench.machine import machine  # noqa: E402
 from ros2_radar_pose.teacher.camera import PinholeCamera  # noqa: E402
 from ros2_radar_pose.teacher.crop import PersonBox, crop_images  # noqa: E402
 from ros2_radar_pose.teacher.hybrik import HybrIKNet, run_network  # noqa: E402
@@ -149,12 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
         "hybrik": results,
         "blazepose": blazepose_rate(args.repeats),
         "image": "skimage.data.astronaut() 512 x 512, whole-frame box",
-        "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "gpu": torch.cuda.get_device_name() if "cuda" in results else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
+        **machine(gpu="cuda" in results),
     }
     print(json.dumps(result))
     return result
