@@ -9,13 +9,13 @@ from conftest import console_script
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray
 from ros_probe import StageProbe
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
 from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 
 from ros2_radar_pose.body.joint_sets import SMPL_24
 from ros2_radar_pose.processes import NodeProcess
-from ros2_radar_pose.ros.qos import DIAGNOSTICS, SENSOR_PUBLICATION, TF_STATIC
+from ros2_radar_pose.ros.qos import DIAGNOSTICS, SENSOR_PUBLICATION, TF, TF_STATIC
 from ros2_radar_pose.ros.skeleton import pose_array_to_skeleton
 from ros2_radar_pose.ros.time import from_seconds, to_seconds
 from ros2_radar_pose.teacher.camera import PinholeCamera
@@ -36,7 +36,10 @@ class Probe(StageProbe):
     def __init__(self):
         super().__init__(Image, "/camera/image_raw", PoseArray, "/radar_pose/teacher/skeleton", SENSOR_PUBLICATION)
         self.info = self.node.create_publisher(CameraInfo, "/camera/camera_info", SENSOR_PUBLICATION)
+        self.roi = self.node.create_publisher(RegionOfInterest, "/radar_pose/teacher/person_roi", SENSOR_PUBLICATION)
         self.static: list[TFMessage] = []
+        self.tf: list[TFMessage] = []
+        self.node.create_subscription(TFMessage, "/tf", self.tf.append, TF)
         self.diagnostics: list[DiagnosticArray] = []
         self.node.create_subscription(TFMessage, "/tf_static", self.static.append, TF_STATIC)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, DIAGNOSTICS)
@@ -77,7 +80,8 @@ def image_message(pixels: np.ndarray, stamp: float) -> Image:
 
 
 def test_a_photograph_gives_a_skeleton_in_the_radar_frame(tmp_path, probe, astronaut):
-    with start_teacher(tmp_path, "camera.xyz:=[0.0, 0.1, 1.2]", "camera.publish_static:=true") as node:
+    with start_teacher(tmp_path, "camera.xyz:=[0.0, 0.1, 1.2]", "camera.publish_static:=true",
+                       "publish_tf:=true", "diagnostics_period:=0.5") as node:
         probe.wait_matched(node, 60.0)
         probe.spin_until(lambda: False, 1.0)
         probe.send_camera_info(10.0)
@@ -100,6 +104,13 @@ def test_a_photograph_gives_a_skeleton_in_the_radar_frame(tmp_path, probe, astro
         transform = probe.static[0].transforms[0]
         assert (transform.header.frame_id, transform.child_frame_id) == ("radar_link", "camera_optical_frame")
         assert transform.transform.translation.z == pytest.approx(1.2)
+        assert probe.spin_until(lambda: any(t.child_frame_id == "pelvis_teacher_0" for m in probe.tf
+                                            for t in m.transforms), 3.0)
+        # a detector's box wins over the full frame: one on the empty top-left corner finds nobody
+        probe.roi.publish(RegionOfInterest(x_offset=0, y_offset=0, width=40, height=40))
+        probe.spin_until(lambda: False, 0.2)
+        assert probe.send_and_receive(image_message(astronaut, 11.0), timeout=3.0) is None
+        assert probe.spin_until(lambda: any(v["no_person"] == "1" for v in probe.teacher_values()), 3.0)
         assert node.stop() == 0
 
 
