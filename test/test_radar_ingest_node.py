@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import rclpy
 import yaml
+from builtin_interfaces.msg import Time
 from conftest import console_script
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
@@ -18,7 +19,7 @@ from ros2_radar_pose.radar.demo_scene import make_demo_stream
 from ros2_radar_pose.radar.fields import TI_MMWAVE  # ti_mmwave_rospkg's layout
 from ros2_radar_pose.ros.pointcloud2 import array_to_pointcloud2, cloud_to_pointcloud2, pointcloud2_to_array
 from ros2_radar_pose.ros.qos import DIAGNOSTICS, SENSOR_PUBLICATION
-from ros2_radar_pose.ros.time import from_seconds, to_seconds
+from ros2_radar_pose.ros.time import from_seconds
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -91,10 +92,13 @@ def test_filtered_clouds_come_back_with_stamp_frame_and_person(tmp_path, probe):
         for frame in range(30):
             points = ti_mmwave_cloud(rng, (2.0 + 0.01 * frame, -0.5))
             frame_id = "" if frame % 2 else "ti_mmwave_0"
-            header = Header(stamp=from_seconds(1000.0 + frame * 0.05), frame_id=frame_id)
+            # epoch-sized stamps, to the nanosecond: later stages match frames by stamp, so it must
+            # come back exactly (through float seconds it came back up to 128 ns off)
+            stamp = Time(sec=1_700_000_000 + frame, nanosec=50_000_001 * (frame % 19))
+            header = Header(stamp=stamp, frame_id=frame_id)
             out = probe.send_and_receive(array_to_pointcloud2(points, header))
             assert out is not None, ingest.output()
-            assert to_seconds(out.header.stamp) == pytest.approx(1000.0 + frame * 0.05, abs=1e-9)
+            assert (out.header.stamp.sec, out.header.stamp.nanosec) == (stamp.sec, stamp.nanosec)
             assert out.header.frame_id == (frame_id or "radar_link")
             assert [f.name for f in out.fields] == ["x", "y", "z", "velocity", "intensity"]
             got = pointcloud2_to_array(out)

@@ -12,6 +12,7 @@ import time
 import traceback
 
 import numpy as np
+from builtin_interfaces.msg import Time
 from rclpy.node import Node
 from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import PointCloud2
@@ -32,7 +33,7 @@ from ros2_radar_pose.ros.params import ParameterError, declare, declare_dataclas
 from ros2_radar_pose.ros.pointcloud2 import CloudDecoder, PointCloudError, cloud_to_pointcloud2
 from ros2_radar_pose.ros.qos import SENSOR_PUBLICATION, SENSOR_SUBSCRIPTION
 from ros2_radar_pose.ros.run import spin_node
-from ros2_radar_pose.ros.time import from_seconds, to_seconds
+from ros2_radar_pose.ros.time import to_seconds
 
 PARSER_PROBLEMS = ("frames_truncated", "frames_invalid", "point_count_mismatches", "side_info_mismatches")
 
@@ -113,10 +114,10 @@ class RadarIngestNode(Node):
         except Exception:  # a bug must cost one frame, not the node
             self._drop("internal_error", traceback.format_exc())
             return
-        stamp = to_seconds(msg.header.stamp)
-        if stamp == 0.0:
+        stamp = msg.header.stamp
+        if stamp.sec == 0 and stamp.nanosec == 0:
             self.diagnostics.problem("zero_stamp", "the input's stamp is 0; the receive time is used")
-            stamp = self.get_clock().now().nanoseconds * 1e-9
+            stamp = self.get_clock().now().to_msg()
         self._publish(cloud, stamp, msg.header.frame_id or self.frame_id)
 
     def _read_uart(self) -> None:
@@ -149,7 +150,7 @@ class RadarIngestNode(Node):
                         next_due = max(next_due + 1.0 / rate, time.monotonic() - 1.0)
                         self._stop.wait(max(0.0, next_due - time.monotonic()))
                     cloud = ti_to_ros_axes(frame.points) if uart["ti_to_ros_axes"] else frame.points
-                    self._publish(cloud, self.get_clock().now().nanoseconds * 1e-9, self.frame_id)
+                    self._publish(cloud, self.get_clock().now().to_msg(), self.frame_id)
             except Exception as error:  # an unplugged radar: report and reopen
                 self.diagnostics.problem("uart_read", f"{type(error).__name__}: {error}")
                 self._stop.wait(1.0)
@@ -162,16 +163,17 @@ class RadarIngestNode(Node):
 
     # -- output -----------------------------------------------------------------------------
 
-    def _publish(self, cloud: np.ndarray, stamp: float, frame_id: str) -> None:
+    def _publish(self, cloud: np.ndarray, stamp: Time, frame_id: str) -> None:
+        """``stamp`` goes out exactly as it came in: later stages and bags match frames by it."""
         try:
-            result = self.preprocessor.process(cloud, stamp)
+            result = self.preprocessor.process(cloud, to_seconds(stamp))
         except Exception:  # a bug must cost one frame, not the node
             self._drop("internal_error", traceback.format_exc())
             return
         if result.n_finite < result.n_input:
             self.diagnostics.problem("non_finite_points", f"{result.n_input - result.n_finite} of "
                                      f"{result.n_input} points have NaN or inf values; those points are dropped")
-        header = Header(stamp=from_seconds(stamp), frame_id=self.target_frame or frame_id)
+        header = Header(stamp=stamp, frame_id=self.target_frame or frame_id)
         self.publisher.publish(cloud_to_pointcloud2(result.cloud, header))
         self.stats.handled(points_in=result.n_input, points_out=len(result.cloud), empty=int(result.n_input == 0))
 
