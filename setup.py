@@ -13,7 +13,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.xml")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.cfg")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.cfg") + glob("config/*.rviz")),
     ],
     install_requires=["setuptools"],
     # The BlazePose teacher backend (requirements/teacher.in); everything else runs without it.
