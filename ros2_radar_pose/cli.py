@@ -195,6 +195,23 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from ros2_radar_pose.nodes.compose import plan, run_graph
+    from ros2_radar_pose.resources import share_file
+
+    specs = plan(radar_topic=args.radar_topic, student_checkpoint=str(args.student_checkpoint or ""),
+                 device=args.device, physics=args.physics, mount_xyz=args.mount_xyz, mount_rpy=args.mount_rpy,
+                 bag=str(args.bag or ""), rate=args.rate, loop=args.loop, teacher=args.teacher,
+                 teacher_backend=args.teacher_backend, hybrik_checkpoint=str(args.hybrik_checkpoint or ""),
+                 smpl_model=str(args.smpl_model or ""), image_topic=args.image_topic,
+                 camera_info_topic=args.camera_info_topic)
+    params_file = args.params_file or share_file("config/radar_pose.yaml")
+    if not Path(params_file).is_file():
+        print(f"radar-pose run: no params file {params_file}", file=sys.stderr)
+        return 2
+    return run_graph(specs, params_file, args.ros_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="radar-pose", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -304,6 +321,41 @@ def build_parser() -> argparse.ArgumentParser:
     smpl.add_argument("source", type=Path, help="SMPL model .pkl")
     smpl.add_argument("target", type=Path, help="the .npz to write")
     smpl.set_defaults(run=_smpl_to_npz)
+    run = commands.add_parser("run", help="start the radar pose graph in one process (radar_ingest; student and "
+                                          "physics with a checkpoint; a bag player; the teacher), for machines "
+                                          "without ros2 launch")
+    run.add_argument("--params-file", type=Path, default=None,
+                     help="parameters of every node (default: the package's config/radar_pose.yaml)")
+    run.add_argument("--radar-topic", default="/radar/points",
+                     help="the radar driver's PointCloud2 (ti_mmwave_rospkg: /ti_mmwave/radar_scan_pcl)")
+    run.add_argument("--student-checkpoint", type=Path, default=None,
+                     help="student checkpoint (radar-pose train writes OUT/student.pt); without it: no student")
+    run.add_argument("--device", default="cpu", help="torch device of the student and the hybrik teacher "
+                                                     "(default cpu)")
+    run.add_argument("--no-physics", dest="physics", action="store_false",
+                     help="no physics refinement: the student publishes TF and markers itself")
+    run.add_argument("--mount-xyz", type=float, nargs=3, default=None, metavar=("X", "Y", "Z"),
+                     help="the radar's position in world (floor at z = 0), m, for physics (default: the params "
+                          "file's mount_translation; a /tf_static world -> radar_link wins over both)")
+    run.add_argument("--mount-rpy", type=float, nargs=3, default=None, metavar=("ROLL", "PITCH", "YAW"),
+                     help="the radar's roll, pitch, yaw in world, rad, for physics (default: the params file's)")
+    run.add_argument("--bag", type=Path, default=None,
+                     help="replay this bag into the graph (a rosbag2 directory, an .mcap or a .db3 file) instead "
+                          "of a live radar")
+    run.add_argument("--rate", type=float, default=1.0, help="bag playback speed factor (default 1)")
+    run.add_argument("--loop", action="store_true", help="play the bag again and again")
+    run.add_argument("--teacher", action="store_true",
+                     help="also run the camera teacher (a recording session; start the camera driver beside it)")
+    run.add_argument("--teacher-backend", choices=("blazepose", "hybrik"), default="blazepose",
+                     help="blazepose: the mediapipe extra (default); hybrik: needs --hybrik-checkpoint and "
+                          "--smpl-model")
+    run.add_argument("--hybrik-checkpoint", type=Path, default=None, help="HybrIK ResNet-34 checkpoint")
+    run.add_argument("--smpl-model", type=Path, default=None, help="SMPL model file of the teacher")
+    run.add_argument("--image-topic", default="/camera/image_raw", help="the camera driver's image")
+    run.add_argument("--camera-info-topic", default="/camera/camera_info", help="the camera driver's calibration")
+    run.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=[], metavar="ARG",
+                     help="ROS arguments for every node, to the end of the line (--ros-args --log-level debug)")
+    run.set_defaults(run=_run)
     return parser
 
 
