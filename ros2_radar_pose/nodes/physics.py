@@ -18,6 +18,7 @@ import time
 import traceback
 
 import numpy as np
+import torch
 from geometry_msgs.msg import PoseArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
@@ -70,6 +71,11 @@ class PhysicsNode(Node):
         self.publish_tf = param("publish_tf", True, "publish TF frames and markers")
         self.body_id = param("body_id", "0", "REP-155 body id in frame names")
         self.stale_after = param("stale_after", 2.0, "seconds without input before diagnostics say ERROR")
+        threads = param("threads", 1, "CPU threads for the IK's torch work (small; more threads spin against "
+                                      "the other nodes on a shared CPU)")
+        if threads < 1:
+            raise ParameterError(f"parameter 'threads' must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
         self.config = tracker_config(self)
         if len(translation) != 3 or len(rpy) != 3:
             raise ParameterError("parameters 'mount_translation' and 'mount_rpy' take 3 numbers each")

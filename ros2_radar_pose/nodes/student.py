@@ -14,6 +14,7 @@ import time
 import traceback
 
 import numpy as np
+import torch
 from geometry_msgs.msg import PoseArray
 from rclpy.node import Node
 from sensor_msgs.msg import PointCloud2
@@ -45,6 +46,11 @@ class StudentNode(Node):
         self.body_id = param("body_id", "0", "REP-155 body id in frame names")
         self.reset_after = param("reset_after", 1.0, "seconds without a cloud after which the window restarts")
         self.stale_after = param("stale_after", 2.0, "seconds without input before diagnostics say ERROR")
+        threads = param("threads", 1, "CPU threads for the network (one frame is small work; more threads "
+                                      "spin against the other nodes on a shared CPU)")
+        if threads < 1:
+            raise ParameterError(f"parameter 'threads' must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
         if not checkpoint:
             raise ParameterError("parameter 'checkpoint' is empty: name a student checkpoint "
                                  "(radar-pose train writes OUT/student.pt)")
