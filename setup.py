@@ -13,6 +13,8 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.xml")),
+        # the student the main job runs (tools/train_shipped_student.sh reproduces it)
+        (f"share/{PACKAGE}/models", glob("models/*.pt")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.cfg") + glob("config/*.rviz")),
     ],
     install_requires=["setuptools"],

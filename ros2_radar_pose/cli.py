@@ -15,7 +15,7 @@ def _demo(args: argparse.Namespace) -> int:
     from ros2_radar_pose.nodes.main_job import run_main_job
 
     return run_main_job(seconds=args.seconds, fps=args.rate, seed=args.seed, play_rate=args.play_rate,
-                        domain_id=args.domain_id, workdir=args.workdir)
+                        domain_id=args.domain_id, workdir=args.workdir, checkpoint=args.checkpoint)
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -215,8 +215,9 @@ def _run(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="radar-pose", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo = commands.add_parser("demo", help="the main job on a built-in default: a synthetic bag (a person in "
-                                            "front of a simulated radar) played through the ROS 2 nodes")
+    demo = commands.add_parser("demo", help="the main job on a built-in default: a synthetic session (a person in "
+                                            "front of a simulated radar) played through the whole graph, recorded "
+                                            "and reported")
     demo.add_argument("--source", choices=("bag", "uart"), default="bag",
                       help="bag: simulate a bag and play it (default); uart: a generated TI UART byte stream "
                            "read by radar_ingest's own driver")
@@ -227,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--domain-id", type=int, default=None,
                       help="ROS_DOMAIN_ID for the demo's nodes (default: a random private one)")
     demo.add_argument("--workdir", type=Path, default=None, help="where the data and logs go (default: a temp dir)")
+    demo.add_argument("--checkpoint", type=Path, default=None,
+                      help="student checkpoint (default: the one the package ships, models/student_sim.pt)")
     demo.set_defaults(run=_demo)
     simulate = commands.add_parser("simulate", help="write a synthetic rosbag2 bag: people moving in front of a "
                                                     "simulated radar, with teacher and ground-truth skeletons")
