@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from bench import attention, mars, physics, sim_vs_real, simulate, student_latency, teacher
+from bench import attention, load, mars, physics, sim_vs_real, simulate, student_latency, teacher
 from ros2_radar_pose.data.mars import available
 
 pytestmark = pytest.mark.slow
@@ -120,4 +120,17 @@ def test_teacher_bench_reports_hybrik_throughput_against_its_backbone(capsys):
     assert result["hybrik"]["cpu"]["autocast"] is None and result["threads"] >= 1
     blazepose = result["blazepose"]
     assert (blazepose["images_per_s"] or 0) > 0 or blazepose["reason"]       # a rate, or why not
+    assert capsys.readouterr().out.count("\n") == 1
+
+
+def test_load_bench_feeds_the_graph_and_times_every_frame_it_sent(capsys, tmp_path):
+    result = load.main(["--rates", "20", "--seconds", "3", "--warmup", "2", "--workdir", str(tmp_path),
+                        "--no-recovery"])
+    row = result["rates"][0]
+    assert row["rate_hz"] == 20.0 and 50 <= row["frames_sent"] <= 62
+    assert row["frames_out"] + row["dropped"] == row["frames_sent"] and row["frames_out"] > 0
+    assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"] and row["dds_loopback_p50_ms"] < row["p50_ms"]
+    assert set(row["memory_growth_mb"]) == {"radar_ingest", "student", "physics"}
+    assert all(mb > 50 for mb in row["memory_mb"].values())          # real processes were measured
+    assert result["target_met_20hz"] in (True, False)
     assert capsys.readouterr().out.count("\n") == 1
