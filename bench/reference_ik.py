@@ -1,14 +1,14 @@
 """A straightforward HybrIK IK: one joint at a time, each batched over frames, Rodrigues written
-out, Procrustes from roma, no degenerate-input handling. The way the official code is written;
-the baseline of bench/ik.py and an oracle for the tests (same answers as body/hybrik_ik.py on
-well-posed input)."""
+out, Procrustes from body/rotations.py, no degenerate-input handling. The way the official code is
+written; the baseline of bench/ik.py and an oracle for the tests (same answers as body/hybrik_ik.py
+on well-posed input)."""
 from __future__ import annotations
 
-import roma
 import torch
 
 from ros2_radar_pose.body.hybrik_ik import BONE_CHILD, ROOT_CHILDREN, SPINE3, SPINE3_CHILDREN
 from ros2_radar_pose.body.joint_sets import HYBRIK_29
+from ros2_radar_pose.body.rotations import closest_rotation
 
 
 def _rodrigues(axis: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -30,7 +30,7 @@ def reference_inverse_kinematics(targets: torch.Tensor, twist: torch.Tensor, res
     twist = twist / twist.norm(dim=-1, keepdim=True)
 
     def kabsch(rest_vectors, target_vectors):
-        return roma.special_procrustes(sum(t[:, :, None] * r[:, None, :] for r, t in zip(rest_vectors, target_vectors)))
+        return closest_rotation(sum(t[:, :, None] * r[:, None, :] for r, t in zip(rest_vectors, target_vectors)))
 
     root = kabsch([bones[c] for c in ROOT_CHILDREN], [targets[:, c] - targets[:, 0] for c in ROOT_CHILDREN])
     local, chain, positions = {0: root}, {0: root}, {0: rest_joints[:, 0]}

@@ -26,12 +26,12 @@ import json  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-import roma  # noqa: E402
 import torch  # noqa: E402
 
 from bench.machine import machine  # noqa: E402
 from ros2_radar_pose.body.hybrik_ik import inverse_kinematics  # noqa: E402
 from ros2_radar_pose.body.models import AnthropometricBody, BodyModel  # noqa: E402
+from ros2_radar_pose.body.rotations import geodesic_distance, matrix_to_quaternion, quaternion_to_matrix  # noqa: E402
 from ros2_radar_pose.data.programs import random_program  # noqa: E402
 from ros2_radar_pose.data.subjects import random_subject  # noqa: E402
 from ros2_radar_pose.data.synthetic import simulate_session  # noqa: E402
@@ -65,7 +65,7 @@ class ReferenceStreamer:
         betas = pose.betas[0].double()
         rest = self.body.rest_joints(betas)
         local = inverse_kinematics(pose.joints29[0].double(), pose.twist[0].double(), rest).local_rotations
-        return roma.rotmat_to_unitquat(self.body(betas, local).global_rotations[0]).numpy()
+        return matrix_to_quaternion(self.body(betas, local).global_rotations[0]).numpy()
 
     def push(self, cloud: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         pose = self.network(cloud)
@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> dict:
         check, reference = StreamingStudent(model, body), ReferenceStreamer(model, body)
         for cloud in clouds[:config.window + 8]:                 # before and after the window fills
             ours, (positions, quaternions) = check.push(cloud), reference.push(cloud)
-            angle = roma.unitquat_geodesic_distance(torch.from_numpy(ours.rotations), torch.from_numpy(quaternions))
+            angle = geodesic_distance(quaternion_to_matrix(torch.from_numpy(ours.rotations)),
+                                      quaternion_to_matrix(torch.from_numpy(quaternions)))
             if np.abs(ours.positions - positions).max() > 1e-4 or angle.max() > 1e-3:
                 raise SystemExit("push and the reference disagree: the benchmark would compare different work")
 
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
         network_s = timed(network_only.push, clouds, config.window)
         reference = ReferenceStreamer(model, body)
         poses = [reference.network(cloud) for cloud in clouds]  # the newest frame's prediction, per frame
-        rotations_s = timed(lambda pose: roma.rotmat_to_unitquat(global_rotations(pose, body)[0, 0]).numpy(),
+        rotations_s = timed(lambda pose: matrix_to_quaternion(global_rotations(pose, body)[0, 0]).numpy(),
                             poses, config.window)
         reference = ReferenceStreamer(model, body)
         reference_s = timed(reference.push, clouds, config.window)

@@ -3,18 +3,20 @@ limits, smoothness, known answers for each motion's parameters, seeds, frame-rat
 programs that stay in their area, subjects, and both body models."""
 import math
 import time
+import warnings
 
 import numpy as np
 import pytest
-import roma
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy.spatial.transform import Rotation
 from smpl_synthetic import synthetic_smpl_arrays
 
 from ros2_radar_pose.body.joint_sets import HYBRIK_29, SMPL_24
 from ros2_radar_pose.body.limits import EULER_LIMITS
 from ros2_radar_pose.body.models import AnthropometricBody, SMPLBody
+from ros2_radar_pose.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ros2_radar_pose.data.curves import ease, ease_integral, smooth_below
 from ros2_radar_pose.data.leg_ik import LegChain, rotation_x
 from ros2_radar_pose.data.motions import (
@@ -77,7 +79,12 @@ def foot_measures(motion, joints) -> tuple[float, float]:
 def euler_outside_limits(local_rotations: np.ndarray) -> np.ndarray:
     """(T, 24, 3) how far each joint's intrinsic XYZ Euler angles lie outside EULER_LIMITS (rad, 0
     inside), taking whichever of the two Euler solutions of each rotation lies closer."""
-    first = roma.rotmat_to_euler("XYZ", torch.as_tensor(local_rotations, dtype=torch.float64)).numpy()
+    with warnings.catch_warnings():
+        # At gimbal lock SciPy, as roma did, sets the third angle to 0 (only the first and third
+        # together are determined) and warns: the reading is still a valid one.
+        warnings.filterwarnings("ignore", "Gimbal lock detected", UserWarning)
+        first = Rotation.from_matrix(local_rotations.reshape(-1, 3, 3)).as_euler("XYZ")
+    first = first.reshape(local_rotations.shape[:-1])
     second = np.stack([first[..., 0] + np.pi, np.pi - first[..., 1], first[..., 2] + np.pi], axis=-1)
     second = (second + np.pi) % (2 * np.pi) - np.pi
     low, high = EULER_LIMITS[..., 0].numpy(), EULER_LIMITS[..., 1].numpy()
@@ -89,7 +96,7 @@ def euler_outside_limits(local_rotations: np.ndarray) -> np.ndarray:
 def angular_motion(motion) -> tuple[np.ndarray, np.ndarray]:
     """Per frame and joint (but the root): angular speed (T-1, 23) and acceleration (T-2, 23)."""
     rotations = torch.as_tensor(motion.local_rotations[:, 1:], dtype=torch.float64)
-    velocity = roma.rotmat_to_rotvec(rotations[1:] @ rotations[:-1].transpose(-1, -2)).numpy() * motion.fps
+    velocity = matrix_to_axis_angle(rotations[1:] @ rotations[:-1].transpose(-1, -2)).numpy() * motion.fps
     return np.linalg.norm(velocity, axis=-1), np.linalg.norm(np.diff(velocity, axis=0), axis=-1) * motion.fps
 
 
@@ -312,10 +319,10 @@ def test_leg_ik_reaches_its_target(distance_fraction, bend):
     assert angle[0] >= 0
     bent = chain.thigh + (rotation_x(angle) @ chain.shank)[0]
     assert np.linalg.norm(bent) == pytest.approx(distance, abs=1e-9)
-    pelvis = roma.rotvec_to_rotmat(torch.tensor([[0.1, 0.3, -0.2]], dtype=torch.float64)).numpy()
+    pelvis = axis_angle_to_matrix(torch.tensor([[0.1, 0.3, -0.2]], dtype=torch.float64)).numpy()
     direction = np.array([math.sin(bend), 0.1, -math.cos(bend)])
     target = (distance * direction / np.linalg.norm(direction))[None]
-    foot = roma.rotvec_to_rotmat(torch.tensor([[0.2, bend, 0.1]], dtype=torch.float64)).numpy()
+    foot = axis_angle_to_matrix(torch.tensor([[0.2, bend, 0.1]], dtype=torch.float64)).numpy()
     knee_direction = np.array([[1.0, 0.0, 0.3]])
     hip, knee, ankle = chain.solve(pelvis, np.zeros((1, 3)), target, foot, knee_direction)
     hip_global = pelvis @ hip

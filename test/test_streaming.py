@@ -1,13 +1,13 @@
 """Streaming inference: each push is the model's prediction for the newest frame of the window."""
 import numpy as np
 import pytest
-import roma
 import torch
 
 from ros2_radar_pose.body import hybrik_ik, kinematics, rotations
 from ros2_radar_pose.body.hybrik_ik import BONE_CHILD, inverse_kinematics
 from ros2_radar_pose.body.joint_sets import HYBRIK_29
 from ros2_radar_pose.body.models import AnthropometricBody
+from ros2_radar_pose.body.rotations import geodesic_distance, quaternion_to_matrix
 from ros2_radar_pose.student.inputs import pack_cloud
 from ros2_radar_pose.student.model import RadarPoseStudent, StudentConfig
 from ros2_radar_pose.student.streaming import StreamingStudent
@@ -59,8 +59,8 @@ def test_push_is_the_models_newest_frame_before_and_after_the_window_fills():
         assert frame.positions.shape == (24, 3) and frame.rotations.shape == (24, 4)
         np.testing.assert_allclose(frame.positions, joints.double().numpy(), atol=1e-5)
         # float32 rounding (one frame encoded vs W) moves short predicted bones by ~1e-5 rad
-        pushed = roma.unitquat_to_rotmat(torch.from_numpy(frame.rotations))
-        assert roma.rotmat_geodesic_distance(pushed, rotations).max() < 1e-4
+        pushed = quaternion_to_matrix(torch.from_numpy(frame.rotations))
+        assert geodesic_distance(pushed, rotations).max() < 1e-4
 
 
 def test_reset_forgets_the_past():
@@ -90,7 +90,7 @@ def test_rotations_are_unit_quaternions_that_aim_each_bone_at_its_predicted_chil
         pose = model(torch.from_numpy(points)[None], torch.from_numpy(mask)[None])
     targets = pose.joints29[0, -1].double()
     rest = body.rest_joints(pose.betas[0, -1:].double())[0]
-    rotations = roma.unitquat_to_rotmat(torch.from_numpy(frame.rotations))           # (24, 3, 3) global
+    rotations = quaternion_to_matrix(torch.from_numpy(frame.rotations))              # (24, 3, 3) global
     placed = [targets[0]]                            # the root on its target, the rest posed from it
     for joint, parent in enumerate(HYBRIK_29.parents[1:], start=1):
         placed.append(placed[parent] + rotations[parent] @ (rest[joint] - rest[parent]))

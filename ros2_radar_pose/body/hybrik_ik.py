@@ -235,8 +235,8 @@ def _kabsch(rest: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, eps: 
     """The rotation (B, 3, 3) best carrying ``rest`` vectors (k, B, 3) onto ``target`` (k, B, 3),
     and where it was defined (valid, and the vectors span at least a plane); elsewhere identity.
 
-    With gradients, roma's Procrustes (its backward damps the SVD's ill-conditioned terms);
-    without, one plain SVD: roma's checks and custom function cost ~0.5 ms a call at batch 1.
+    With gradients, ``closest_rotation``'s Procrustes (its backward damps the SVD's ill-conditioned
+    terms); without, one plain SVD, which skips the custom function's checks.
     """
     identity = torch.eye(3, dtype=rest.dtype, device=rest.device)
     covariance = (target[..., :, None] * rest[..., None, :]).sum(0)           # sum of target rest^T
@@ -244,7 +244,7 @@ def _kabsch(rest: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, eps: 
         with torch.no_grad():
             singular = torch.linalg.svdvals(covariance)
         ok = valid & (singular[:, 0] > eps) & (singular[:, 1] > eps * singular[:, 0])
-        # Scaled to unit size: roma damps gradient terms below an absolute threshold, and bones of
+        # Scaled to unit size: the backward damps gradient terms below an absolute threshold, and bones of
         # ~0.1 m make covariances of ~0.01 whose terms would be damped too.
         scale = torch.where(ok, singular[:, 0], 1.0)[:, None, None]
         rotation = closest_rotation(torch.where(ok[:, None, None], covariance / scale, identity))

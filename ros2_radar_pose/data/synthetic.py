@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import roma
 import torch
 from scipy.spatial.transform import Rotation
 
 from ros2_radar_pose import topics
 from ros2_radar_pose.body.joint_sets import HYBRIK_29
 from ros2_radar_pose.body.models import BodyModel, load_body_model
+from ros2_radar_pose.body.rotations import matrix_to_quaternion
 from ros2_radar_pose.data.bags import BagWriter, Transform
 from ros2_radar_pose.data.motions import Motion
 from ros2_radar_pose.data.programs import random_program
@@ -59,7 +59,7 @@ def _in_radar_frame(joints: np.ndarray, rotations: torch.Tensor, config: RadarSi
     world_from_radar = config.mount_rotation()
     positions = (joints - np.asarray(config.mount_translation)) @ world_from_radar
     radar_rotations = torch.as_tensor(world_from_radar.T, dtype=rotations.dtype) @ rotations
-    return positions.astype(np.float32), roma.rotmat_to_unitquat(radar_rotations).float().numpy()
+    return positions.astype(np.float32), matrix_to_quaternion(radar_rotations).float().numpy()
 
 
 def simulate_session(motion: Motion, body: BodyModel, rng: np.random.Generator, subject: int = 0,

@@ -20,12 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import roma
 import torch
 from torch import nn
 
 from ros2_radar_pose.body.hybrik_ik import inverse_kinematics
 from ros2_radar_pose.body.models import BodyModel, load_body_model
+from ros2_radar_pose.body.rotations import matrix_to_quaternion
 from ros2_radar_pose.student.inputs import pack_cloud
 from ros2_radar_pose.student.model import RadarPoseStudent, StudentPose
 
@@ -92,5 +92,5 @@ class StreamingStudent:
             return FramePose(positions, None)
         twist = nn.functional.normalize(model.twist_head(hidden).view(1, 1, 23, 2), dim=-1)
         newest = StudentPose(root, joints[:, :, :len(model.joint_set)], twist, model.beta_head(hidden), joints)
-        rotations = roma.rotmat_to_unitquat(global_rotations(newest, self.body)[0, 0]).cpu().numpy()
+        rotations = matrix_to_quaternion(global_rotations(newest, self.body)[0, 0]).cpu().numpy()
         return FramePose(positions, rotations)

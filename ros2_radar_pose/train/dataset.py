@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import roma
 import torch
 
 from ros2_radar_pose import topics
 from ros2_radar_pose.body.hybrik_ik import skeleton_targets
 from ros2_radar_pose.body.joint_sets import JOINT_SETS, JointSet, by_name, mapping
 from ros2_radar_pose.body.models import AnthropometricBody
+from ros2_radar_pose.body.rotations import quaternion_to_matrix
 from ros2_radar_pose.data.bags import BagError, BagReader
 from ros2_radar_pose.data.sync import synchronized
 from ros2_radar_pose.radar.preprocess import CloudPreprocessor, PreprocessConfig
@@ -169,7 +169,7 @@ def _rotation_targets(positions: np.ndarray, rotations: np.ndarray, labelled: np
     """SMPL-24 positions (T, 24, 3) and global orientations (T, 24, 4) -> HybrIK-29 targets
     (T, 29, 3) and twists (T, 23, 2), from the default body's rest pose."""
     rest = AnthropometricBody().rest_joints(torch.zeros(1, 4, dtype=torch.float64))              # (1, 29, 3)
-    global_rot = roma.unitquat_to_rotmat(torch.as_tensor(rotations, dtype=torch.float64))      # (T, 24, 3, 3)
+    global_rot = quaternion_to_matrix(torch.as_tensor(rotations, dtype=torch.float64))         # (T, 24, 3, 3)
     targets, twist = skeleton_targets(torch.as_tensor(positions, dtype=torch.float64), global_rot, rest)
     targets = targets.float().numpy()
     targets[:, :24] = positions

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import roma
 import torch
 
 from ros2_radar_pose.body.models import BodyModel, load_body_model
+from ros2_radar_pose.body.rotations import matrix_to_quaternion
 from ros2_radar_pose.student.model import RadarPoseStudent, StudentPose, windows_of
 from ros2_radar_pose.student.streaming import global_rotations
 from ros2_radar_pose.train.dataset import Recording, WindowDataset
@@ -60,7 +60,7 @@ def predict_orientations(model: RadarPoseStudent, recordings: Sequence[Recording
         newest = windows_of(batch["labelled"], window)[:, -1].to(device)
         last = StudentPose(*(None if t is None else t[:, -1:][newest] for t in
                              (pose.root, pose.joints, pose.twist, pose.betas, pose.joints29)))
-        predictions.append(roma.rotmat_to_unitquat(global_rotations(last, body)[:, 0]).float().cpu().numpy())
+        predictions.append(matrix_to_quaternion(global_rotations(last, body)[:, 0]).float().cpu().numpy())
     model.train(was_training)
     truth = np.concatenate([rec.orientations[rec.labelled] for rec in recordings])
     return np.concatenate(predictions), truth
