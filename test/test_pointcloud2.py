@@ -183,3 +183,17 @@ def test_random_bytes_and_layouts_give_array_or_point_cloud_error(data, width, d
     except PointCloudError:
         return
     assert points.shape == (height * width,)
+
+
+def test_a_decoder_fed_ever_new_layouts_keeps_a_bounded_memory():
+    from ros2_radar_pose.radar.cloud_layout import MAX_PLANS, CloudDecoder
+
+    decoder = CloudDecoder()
+    for padding in range(3 * MAX_PLANS):
+        layout = np.dtype({"names": ["x", "y", "z"], "formats": ["<f4"] * 3, "offsets": [0, 4, 8],
+                           "itemsize": 12 + 4 * padding})
+        points = np.zeros(2, dtype=layout)
+        points["x"] = padding
+        cloud = decoder(array_to_pointcloud2(points))
+        assert cloud[:, 0].tolist() == [padding, padding]
+        assert len(decoder._plans) <= MAX_PLANS

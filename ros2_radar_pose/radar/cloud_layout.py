@@ -24,6 +24,8 @@ INT8, UINT8, INT16, UINT16, INT32, UINT32, FLOAT32, FLOAT64 = range(1, 9)
 DATATYPE_TO_NUMPY = {INT8: "i1", UINT8: "u1", INT16: "i2", UINT16: "u2",
                      INT32: "i4", UINT32: "u4", FLOAT32: "f4", FLOAT64: "f8"}
 NUMPY_TO_DATATYPE = {kind: datatype for datatype, kind in DATATYPE_TO_NUMPY.items()}
+_MAX_POINT_STEP = int(np.iinfo(np.intc).max)
+MAX_PLANS = 64                  # layouts a CloudDecoder remembers
 
 
 class PointCloudError(ValueError):
@@ -47,6 +49,11 @@ def fields_to_dtype(fields, point_step: int, is_bigendian: bool) -> np.dtype:
 @lru_cache(maxsize=64)  # a driver sends one layout over and over; building a dtype is slow
 def _layout_dtype(layout: tuple, point_step: int, is_bigendian: bool) -> np.dtype:
     order = ">" if is_bigendian else "<"
+    # PointCloud2 sizes are uint32, NumPy's dtype sizes a C int: a bigger point_step (or field,
+    # which must fit in it) would fail inside NumPy with a bare ValueError.
+    if point_step > _MAX_POINT_STEP:
+        raise PointCloudError("bad_layout", f"point_step {point_step} is more than the "
+                                            f"{_MAX_POINT_STEP} bytes NumPy allows for a point")
     names, formats, offsets = [], [], []
     for name, offset, datatype, count in layout:
         kind = DATATYPE_TO_NUMPY.get(datatype)
@@ -55,10 +62,11 @@ def _layout_dtype(layout: tuple, point_step: int, is_bigendian: bool) -> np.dtyp
         if name in names:
             raise PointCloudError("bad_layout", f"field '{name}' appears twice")
         count = max(int(count), 1)
-        fmt = np.dtype(order + kind) if count == 1 else np.dtype((order + kind, (count,)))
-        if offset < 0 or offset + fmt.itemsize > point_step:
-            raise PointCloudError("bad_layout", f"field '{name}' (offset {offset}, {fmt.itemsize} bytes) "
+        size = np.dtype(kind).itemsize * count  # checked before NumPy sees a huge count
+        if offset < 0 or offset + size > point_step:
+            raise PointCloudError("bad_layout", f"field '{name}' (offset {offset}, {size} bytes) "
                                                 f"does not fit in point_step {point_step}")
+        fmt = np.dtype(order + kind) if count == 1 else np.dtype((order + kind, (count,)))
         names.append(name)
         formats.append(fmt)
         offsets.append(offset)
@@ -143,12 +151,19 @@ class CloudDecoder:
         layout = (msg.point_step, msg.is_bigendian, tuple((f.name, f.offset, f.datatype, f.count) for f in msg.fields))
         plan = self._plans.get(layout)
         if plan is None:
+            if len(self._plans) >= MAX_PLANS:      # a source that keeps changing layout must not grow memory
+                self._plans.clear()
             plan = self._plans[layout] = self._plan(msg)
         mapping, words, missing = plan
-        if words is None or count == 0 or (msg.height > 1 and msg.row_step != msg.width * msg.point_step):
+        if count == 0:  # the plan checked the layout; to_cloud cannot reshape empty sub-array fields
+            return np.zeros((0, len(mapping.sources)), dtype=np.float32)
+        if words is None or (msg.height > 1 and msg.row_step != msg.width * msg.point_step):
             return to_cloud(pointcloud2_to_array(msg), mapping)
         data = _checked_data(msg)
-        cloud = np.frombuffer(data, "<f4", count * msg.point_step // 4).reshape(count, -1)[:, words]
+        words_per_point = np.frombuffer(data, "<f4", count * msg.point_step // 4).reshape(count, -1)
+        # take, not [:, words]: fancy indexing on axis 1 returns a column-major array, and a cloud
+        # is C-contiguous (every as_cloud downstream would copy it again).
+        cloud = np.take(words_per_point, words, axis=1)
         if missing:
             cloud[:, missing] = 0.0
         return cloud
