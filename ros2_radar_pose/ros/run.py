@@ -1,6 +1,8 @@
 """Running a node that spins until Ctrl-C or shutdown: the main() of every such node."""
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Callable
 
 import rclpy
@@ -13,6 +15,14 @@ from ros2_radar_pose.ros.params import ParameterError
 def spin_node(make_node: Callable[[], Node], name: str, args=None) -> None:
     """Init rclpy, build the node with ``make_node`` and spin it until Ctrl-C or shutdown. A
     ParameterError while building is one fatal line under the logger ``name`` and exit code 2."""
+    interrupted = threading.Event()
+
+    def on_sigint(signum, frame):
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    # Set before rclpy.init, whose own handler chains to it.
+    signal.signal(signal.SIGINT, on_sigint)
     rclpy.init(args=args)
     node = None
     try:
@@ -21,10 +31,10 @@ def spin_node(make_node: Callable[[], Node], name: str, args=None) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except RuntimeError:
-        # Ctrl-C shuts the context down under a message being taken, and rclpy's take then fails
-        # with a bare conversion error (seen in radar_ingest under a 20 Hz feed): that is the
-        # shutdown, not a fault. Any other RuntimeError is one.
-        if rclpy.ok():
+        # Ctrl-C during rclpy's take of a message surfaces as pybind11's bare "Unable to convert
+        # call argument" instead of KeyboardInterrupt (seen in radar_ingest under a 20 Hz feed):
+        # after a SIGINT that is the shutdown, not a fault.
+        if not interrupted.is_set() and rclpy.ok():
             raise
     except ParameterError as error:  # one clear line, no traceback
         rclpy.logging.get_logger(name).fatal(str(error))
