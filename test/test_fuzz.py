@@ -42,7 +42,6 @@ SimpleNamespaces: no rclpy.
 """
 from __future__ import annotations
 
-import itertools
 import math
 import struct
 from types import SimpleNamespace
@@ -51,6 +50,7 @@ import numpy as np
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
+from ti_frames import U32, feed_checked
 
 from ros2_radar_pose.radar.cloud_layout import CloudDecoder, PointCloudError, pointcloud2_to_array
 from ros2_radar_pose.radar.fields import FieldMappingError, resolve_fields
@@ -71,7 +71,6 @@ pytestmark = pytest.mark.slow
 FUZZ_EXAMPLES = 10_000 if settings.default.max_examples >= 1000 else 500
 fuzz = settings(max_examples=FUZZ_EXAMPLES, deadline=None)
 
-U32 = 2**32 - 1
 u32 = st.integers(0, U32)
 
 
@@ -99,24 +98,6 @@ def side_bytes(frame) -> bytes:
     tenths = np.rint(np.stack([frame.points[:, INTENSITY], frame.noise_db], axis=1)
                      .astype(np.float64) * 10)
     return tenths.astype("<i2").tobytes()
-
-
-def check_frame(frame) -> None:
-    """Shapes, types and the side-info invariants of one frame."""
-    n = len(frame.points)
-    assert isinstance(frame.points, np.ndarray) and frame.points.dtype == np.float32
-    assert frame.points.shape == (n, len(FIELDS)) and frame.points.flags.c_contiguous
-    assert frame.noise_db.dtype == np.float32 and frame.noise_db.shape == (n,)
-    for value in (frame.frame_number, frame.time_cpu_cycles, frame.platform, frame.version):
-        assert 0 <= value <= U32
-    assert frame.subframe is None or 0 <= frame.subframe <= U32
-    if frame.has_side_info:
-        tenths = np.stack([frame.points[:, INTENSITY], frame.noise_db]).astype(np.float64) * 10
-        assert np.isfinite(tenths).all()
-        assert (np.abs(tenths - np.rint(tenths)) < 0.01).all()
-        assert ((tenths >= -32768) & (tenths <= 32767)).all()
-    else:
-        assert (frame.points[:, INTENSITY] == 0).all() and np.isnan(frame.noise_db).all()
 
 
 def frame_view(frame) -> tuple:
@@ -202,20 +183,6 @@ def reference_parse(stream: bytes, device: str, max_packet_bytes: int) -> tuple[
     return frames, stats
 
 
-def feed_in_chunks(parser: TIFrameParser, stream: bytes, chunks: list[int]) -> list:
-    """Feed as a serial port delivers (chunk sizes cycled), checking the buffer bound each time."""
-    frames, pos = [], 0
-    for size in itertools.cycle(chunks):
-        if pos >= len(stream):
-            break
-        frames += parser.feed(stream[pos:pos + size])
-        pos += size
-        assert parser.buffered < parser.max_packet_bytes
-    frames += parser.flush()
-    assert parser.buffered == 0
-    return frames
-
-
 def parse_checked(stream: bytes, device: str, max_packet_bytes: int, chunks: list[int]) -> list:
     """The properties every stream must satisfy, whatever it holds; returns the frames.
 
@@ -223,9 +190,7 @@ def parse_checked(stream: bytes, device: str, max_packet_bytes: int, chunks: lis
     results do not depend on the chunking, as documented.
     """
     parser = TIFrameParser(device=device, max_packet_bytes=max_packet_bytes)
-    frames = feed_in_chunks(parser, stream, chunks)
-    for frame in frames:
-        check_frame(frame)
+    frames = feed_checked(parser, stream, chunks)
     expected, counts = reference_parse(stream, device, max_packet_bytes)
     assert [frame_view(f) for f in frames] == expected
     assert parser.stats.bytes_in == len(stream)

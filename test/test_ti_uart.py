@@ -8,6 +8,7 @@ import pytest
 import serial
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ti_frames import feed_checked
 
 from ros2_radar_pose.radar.ti_uart import (
     MAGIC,
@@ -399,28 +400,6 @@ def test_bad_arguments():
 
 
 # ---------------------------------------------------------------- robustness (never raise, bounded)
-
-def check_frame(f) -> None:
-    n = len(f.points)
-    assert f.points.shape == (n, 5) and f.points.dtype == np.float32
-    assert f.noise_db.shape == (n,) and f.noise_db.dtype == np.float32
-
-
-def feed_checked(parser: TIFrameParser, stream: bytes, chunks: list[int]) -> list:
-    """Feed in the given chunk sizes (cycled), checking the buffer bound after every feed."""
-    frames, pos = [], 0
-    for size in itertools.cycle(chunks or [len(stream) or 1]):
-        if pos >= len(stream):
-            break
-        frames += parser.feed(stream[pos:pos + size])
-        pos += size
-        assert parser.buffered < parser.max_packet_bytes
-    frames += parser.flush()
-    for f in frames:
-        check_frame(f)
-    assert parser.buffered == 0
-    return frames
-
 
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=4000), st.lists(st.integers(1, 700), max_size=8),
