@@ -24,3 +24,14 @@ def console_script(name: str) -> str:
     path = shutil.which(name) or str(Path(sys.executable).parent / name)
     assert Path(path).exists(), f"console script {name} is not installed"
     return path
+
+
+def start_node(script: str, tmp_path: Path, *params: str, params_file: Path | None = None):
+    """The package's console script ``script`` as its own process (a NodeProcess), its output in
+    ``tmp_path``/SCRIPT.log; ``params`` are NAME:=VALUE, given after ``params_file``'s."""
+    from ros2_radar_pose.processes import NodeProcess
+
+    args = [] if params_file is None else ["--params-file", str(params_file)]
+    for param in params:
+        args += ["-p", param]
+    return NodeProcess("", args, tmp_path / f"{script}.log", command=[console_script(script)])

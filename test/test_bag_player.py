@@ -1,13 +1,14 @@
 """bag_player: the playback timing (a fake clock, no ROS) and the node as its own process over DDS."""
 import subprocess
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rclpy
 import yaml
-from conftest import console_script
+from conftest import console_script, start_node
 from geometry_msgs.msg import PoseArray
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -22,7 +23,6 @@ from ros2_radar_pose import topics
 from ros2_radar_pose.data.bags import NS, BagError, BagReader, BagWriter, Transform
 from ros2_radar_pose.data.playback import Playback
 from ros2_radar_pose.nodes.bag_player import message_class, recorded_qos
-from ros2_radar_pose.processes import NodeProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config" / "radar_pose.yaml"
@@ -176,11 +176,7 @@ def probe():
     probe.close()
 
 
-def start_player(tmp_path, *params: str) -> NodeProcess:
-    args = ["--params-file", str(CONFIG)]
-    for param in params:
-        args += ["-p", param]
-    return NodeProcess("", args, tmp_path / "bag_player.log", command=[console_script("bag_player")])
+start_player = partial(start_node, "bag_player", params_file=CONFIG)
 
 
 def play(tmp_path, probe: Probe, *params: str, subscriptions: int = 3, timeout: float = 30.0) -> tuple[int, str]:

@@ -1,9 +1,11 @@
 """The physics node as its own process: the student's skeleton in over DDS, a skeleton on the floor
 out, the same one the in-process tracker gives, pass-through when disabled, bad input dropped."""
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
-from conftest import console_script
+from conftest import start_node
 from geometry_msgs.msg import PoseArray
 from ros_probe import StageProbe
 from scipy.spatial.transform import Rotation
@@ -15,7 +17,6 @@ from ros2_radar_pose.data.motions import Placement, make_motion
 from ros2_radar_pose.physics.humanoid import BodyShape
 from ros2_radar_pose.physics.metrics import sole_depth
 from ros2_radar_pose.physics.tracker import FloorFrame, PhysicsTracker
-from ros2_radar_pose.processes import NodeProcess
 from ros2_radar_pose.ros.qos import SENSOR_PUBLICATION, TF
 from ros2_radar_pose.ros.skeleton import pose_array_to_skeleton, skeleton_to_pose_array
 from ros2_radar_pose.ros.time import from_seconds
@@ -51,11 +52,7 @@ def probe():
     probe.close()
 
 
-def start_physics(tmp_path, *params: str) -> NodeProcess:
-    args = []
-    for param in params:
-        args += ["-p", param]
-    return NodeProcess("", args, tmp_path / "physics.log", command=[console_script("physics")])
+start_physics = partial(start_node, "physics")
 
 
 def wait_matched(probe, node):

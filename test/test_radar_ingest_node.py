@@ -1,5 +1,6 @@
 """radar_ingest as its own process (its console script), talking over DDS."""
 import subprocess
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 import rclpy
 import yaml
 from builtin_interfaces.msg import Time
-from conftest import console_script
+from conftest import console_script, start_node
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from ros_probe import StageProbe
@@ -27,11 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config" / "radar_pose.yaml"
 
 
-def start_ingest(tmp_path, *params: str) -> NodeProcess:
-    args = ["--params-file", str(CONFIG)]
-    for param in params:
-        args += ["-p", param]
-    return NodeProcess("", args, tmp_path / "radar_ingest.log", command=[console_script("radar_ingest")])
+start_ingest = partial(start_node, "radar_ingest", params_file=CONFIG)
 
 
 class Probe(StageProbe):

@@ -1,16 +1,17 @@
 """The student node as its own process: clouds in over DDS, the same skeletons the in-process
 streaming student gives, TF frames for RViz, and one clear error for a bad checkpoint."""
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
-from conftest import console_script
+from conftest import start_node
 from geometry_msgs.msg import PoseArray
 from ros_probe import StageProbe
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 
-from ros2_radar_pose.processes import NodeProcess
 from ros2_radar_pose.ros.pointcloud2 import cloud_to_pointcloud2
 from ros2_radar_pose.ros.qos import SENSOR_PUBLICATION, TF
 from ros2_radar_pose.ros.skeleton import pose_array_to_skeleton
@@ -33,11 +34,7 @@ def checkpoint(tmp_path_factory):
     return save_checkpoint(tmp_path_factory.mktemp("student") / "student.pt", model)
 
 
-def start_student(tmp_path, *params: str) -> NodeProcess:
-    args = []
-    for param in params:
-        args += ["-p", param]
-    return NodeProcess("", args, tmp_path / "student.log", command=[console_script("student")])
+start_student = partial(start_node, "student")
 
 
 class Probe(StageProbe):

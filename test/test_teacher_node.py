@@ -2,10 +2,11 @@
 in the radar frame with the image's stamp; the camera's pose on /tf_static; the newest image only
 when busy; and one clear error for a backend it cannot build."""
 import math
+from functools import partial
 
 import numpy as np
 import pytest
-from conftest import console_script
+from conftest import start_node
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray
 from ros_probe import StageProbe
@@ -14,7 +15,6 @@ from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 
 from ros2_radar_pose.body.joint_sets import SMPL_24
-from ros2_radar_pose.processes import NodeProcess
 from ros2_radar_pose.ros.qos import DIAGNOSTICS, SENSOR_PUBLICATION, TF, TF_STATIC
 from ros2_radar_pose.ros.skeleton import pose_array_to_skeleton
 from ros2_radar_pose.ros.time import from_seconds, to_seconds
@@ -25,11 +25,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 CAMERA = PinholeCamera.from_field_of_view(512, 512, math.radians(60))
 
 
-def start_teacher(tmp_path, *params: str) -> NodeProcess:
-    args = []
-    for param in params:
-        args += ["-p", param]
-    return NodeProcess("", args, tmp_path / "teacher.log", command=[console_script("teacher")])
+start_teacher = partial(start_node, "teacher")
 
 
 class Probe(StageProbe):

@@ -1,17 +1,17 @@
 """The trainer node as its own process: trains from a bag, reports progress on its status topic
 and /diagnostics, writes the checkpoint, exits 0; bad parameters and bags are clear errors."""
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import console_script
+from conftest import start_node
 from diagnostic_msgs.msg import DiagnosticArray
 from ros_probe import ProbeNode
 from std_msgs.msg import String
 
 from ros2_radar_pose.data.synthetic import simulate_bag
-from ros2_radar_pose.processes import NodeProcess
 from ros2_radar_pose.ros.qos import DIAGNOSTICS, LATCHED_STATUS
 from ros2_radar_pose.student.checkpoint import load_student
 from ros2_radar_pose.train.trainer import TrainConfig
@@ -21,11 +21,7 @@ TINY = ["student.window:=8", "student.dim:=32", "student.depth:=1", "student.hea
         "batch_size:=4", "windows_per_example:=4", "warmup_steps:=5", "log_every:=5"]
 
 
-def start_trainer(tmp_path, *params: str) -> NodeProcess:
-    args = ["--params-file", str(ROOT / "config" / "radar_pose.yaml")]
-    for param in params:
-        args += ["-p", param]
-    return NodeProcess("", args, tmp_path / "trainer.log", command=[console_script("trainer")])
+start_trainer = partial(start_node, "trainer", params_file=ROOT / "config" / "radar_pose.yaml")
 
 
 def test_the_parameter_file_lists_every_training_setting_with_its_default():
