@@ -34,6 +34,7 @@ from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
 
 from ros2_radar_pose.body.joint_sets import SMPL_24
+from ros2_radar_pose.data.bags import Transform
 from ros2_radar_pose.ros.diagnostics import FrameStats, NodeDiagnostics
 from ros2_radar_pose.ros.params import ParameterError, declare
 from ros2_radar_pose.ros.pointcloud2 import CloudDecoder, PointCloudError
@@ -45,15 +46,6 @@ from ros2_radar_pose.teacher.backends import BACKENDS, make_backend
 from ros2_radar_pose.teacher.camera import CameraMount, mount_from_transforms
 from ros2_radar_pose.teacher.crop import PersonBox
 from ros2_radar_pose.teacher.images import ImageError, camera_from_info, image_to_rgb
-
-
-class _StaticTransform:
-    """A /tf_static transform as mount_from_transforms reads it."""
-
-    def __init__(self, msg: TransformStamped):
-        t, q = msg.transform.translation, msg.transform.rotation
-        self.parent, self.child = msg.header.frame_id, msg.child_frame_id
-        self.translation, self.rotation = (t.x, t.y, t.z), (q.x, q.y, q.z, q.w)
 
 
 class TeacherNode(Node):
@@ -86,7 +78,7 @@ class TeacherNode(Node):
             raise ParameterError(str(error)) from None
         self.backend_name = backend
         self.parameter_mount = CameraMount.from_body_pose(xyz, rpy)
-        self._statics: dict[str, _StaticTransform] = {}
+        self._statics: dict[str, Transform] = {}
         self.mount_source = "parameters"
 
         self._lock = threading.Lock()
@@ -154,7 +146,10 @@ class TeacherNode(Node):
 
     def on_tf_static(self, msg: TFMessage) -> None:
         with self._lock:
-            self._statics.update((tf.child_frame_id, _StaticTransform(tf)) for tf in msg.transforms)
+            for tf in msg.transforms:
+                t, q = tf.transform.translation, tf.transform.rotation
+                self._statics[tf.child_frame_id] = Transform(tf.header.frame_id, tf.child_frame_id,
+                                                             (t.x, t.y, t.z), (q.x, q.y, q.z, q.w))
 
     # -- the worker: one image at a time, the newest ------------------------------------------------------
 
