@@ -31,7 +31,7 @@ def image_to_rgb(msg) -> np.ndarray:
         raise ImageError(f"empty image ({width}x{height})")
     if step < width * channels:
         raise ImageError(f"image step {step} is shorter than a row of {width} {encoding} pixels")
-    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data, np.uint8)
+    data = np.frombuffer(msg.data, np.uint8)    # bytes, array.array (rclpy), ndarray (rosbags): no copy
     if data.size < step * (height - 1) + width * channels:
         raise ImageError(f"image data holds {data.size} bytes, a {width}x{height} {encoding} image "
                          f"with step {step} needs {step * height}")
