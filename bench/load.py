@@ -74,6 +74,7 @@ class LoadProbe(Node):
         self.sent: dict[int, float] = {}           # stamp ns -> publication time (monotonic)
         self.tf: dict[int, float] = {}             # stamp ns -> TF arrival time
         self.echoed: dict[int, float] = {}         # stamp ns -> echo arrival time
+        self._next = 0                             # the next cloud to send, cycling
         self.lock = threading.Lock()
         self.create_subscription(TFMessage, topics.TF, self.on_tf, TF)
         self.create_subscription(Header, ECHO, self.on_echo, SENSOR_PUBLICATION)
@@ -88,13 +89,37 @@ class LoadProbe(Node):
         now = self.get_clock().now()
         return now.to_msg(), now.nanoseconds
 
-    def publish(self, index: int) -> None:
+    def publish(self) -> None:
+        """The next cloud, stamped now, and its echo."""
         stamp, ns = self._stamp()
-        msg = cloud_to_pointcloud2(self.clouds[index % len(self.clouds)], Header(stamp=stamp, frame_id="radar_link"))
+        cloud = self.clouds[self._next % len(self.clouds)]
+        self._next += 1
+        msg = cloud_to_pointcloud2(cloud, Header(stamp=stamp, frame_id="radar_link"))
         with self.lock:
             self.sent[ns] = time.monotonic()
         self.cloud.publish(msg)
         self.echo.publish(Header(stamp=stamp))      # the DDS floor: a small message to ourselves
+
+    def feed(self, executor, rate: float, seconds: float, until=None) -> bool:
+        """Publish clouds at ``rate`` Hz, spinning ``executor`` between them, for ``seconds`` or
+        until ``until()`` holds (asked after each cloud); whether it held."""
+        start = time.monotonic()
+        count = 0
+        while time.monotonic() - start < seconds:
+            due = start + count / rate
+            while time.monotonic() < due:
+                executor.spin_once(timeout_sec=max(0.0, min(0.002, due - time.monotonic())))
+            self.publish()
+            count += 1
+            if until is not None and until():
+                return True
+        return until is not None and until()
+
+    def first_output_after(self, moment: float) -> float | None:
+        """When the first TF came for a cloud published after ``moment`` (monotonic s), or None."""
+        with self.lock:
+            arrivals = [self.tf[s] for s, sent in self.sent.items() if sent > moment and s in self.tf]
+        return min(arrivals, default=None)
 
     def on_tf(self, msg: TFMessage) -> None:
         arrived = time.monotonic()
@@ -114,21 +139,10 @@ class LoadProbe(Node):
 def run_rate(probe: LoadProbe, executor, rate: float, seconds: float, warmup: float, nodes) -> dict:
     """Feed at ``rate`` Hz for ``warmup`` + ``seconds``; score the frames after the warm-up."""
     probe.reset()
-    period = 1.0 / rate
-    start = time.monotonic()
-    memory_start = None
-    index = 0
-    scored_from = None
-    while time.monotonic() - start < warmup + seconds:
-        due = start + index * period
-        while time.monotonic() < due:
-            executor.spin_once(timeout_sec=max(0.0, min(0.002, due - time.monotonic())))
-        if scored_from is None and time.monotonic() - start >= warmup:
-            scored_from = index
-            probe.reset()
-            memory_start = {name: resident_mb(node.process.pid) for name, node in nodes.items()}
-        probe.publish(index)
-        index += 1
+    probe.feed(executor, rate, warmup)
+    probe.reset()
+    memory_start = {name: resident_mb(node.process.pid) for name, node in nodes.items()}
+    probe.feed(executor, rate, seconds)
     drain = time.monotonic() + 1.0
     while time.monotonic() < drain:
         executor.spin_once(timeout_sec=0.01)
@@ -157,23 +171,11 @@ def recovery_s(probe: LoadProbe, executor, node, limit: float = 20.0) -> float |
     """Kill ``node`` with SIGKILL while feeding 20 Hz; seconds until a frame sent after the kill
     comes out as TF (the node respawned and the graph flows again), None if not within ``limit``."""
     probe.reset()
-    start = time.monotonic()
-    index = 0
-    killed = None
-    while time.monotonic() - start < limit + 1.0:
-        due = start + index * 0.05
-        while time.monotonic() < due:
-            executor.spin_once(timeout_sec=max(0.0, min(0.002, due - time.monotonic())))
-        if killed is None and time.monotonic() - start >= 1.0:
-            os.kill(node.process.pid, signal.SIGKILL)
-            killed = time.monotonic()
-        probe.publish(index)
-        index += 1
-        if killed is not None:
-            with probe.lock:
-                after = [probe.tf[s] for s, t in probe.sent.items() if t > killed and s in probe.tf]
-            if after:
-                return round(min(after) - killed, 2)
+    probe.feed(executor, 20.0, 1.0)
+    os.kill(node.process.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    if probe.feed(executor, 20.0, limit, until=lambda: probe.first_output_after(killed) is not None):
+        return round(probe.first_output_after(killed) - killed, 2)
     return None
 
 

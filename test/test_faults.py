@@ -41,21 +41,6 @@ def feeder():
     rclpy.shutdown(context=context)
 
 
-def feed(probe: LoadProbe, executor, seconds: float, until=None) -> bool:
-    """Publish clouds at 20 Hz for ``seconds`` or until ``until()`` holds; whether it did."""
-    start = time.monotonic()
-    index = 0
-    while time.monotonic() - start < seconds:
-        due = start + index * 0.05
-        while time.monotonic() < due:
-            executor.spin_once(timeout_sec=0.005)
-        probe.publish(index)
-        index += 1
-        if until is not None and until():
-            return True
-    return until is not None and until()
-
-
 @pytest.mark.parametrize("victim", ["radar_ingest", "student", "physics"])
 def test_a_node_killed_mid_stream_is_respawned_and_the_skeleton_flows_again(tmp_path, feeder, victim):
     probe, executor = feeder
@@ -68,16 +53,13 @@ def test_a_node_killed_mid_stream_is_respawned_and_the_skeleton_flows_again(tmp_
         deadline = time.monotonic() + 60.0
         while not up() and time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.05)
-        assert feed(probe, executor, 20.0, until=lambda: len(probe.tf) >= 10), \
+        assert probe.feed(executor, 20.0, 20.0, until=lambda: len(probe.tf) >= 10), \
             {name: node.output()[-500:] for name, node in nodes.items()}
         killed_pid = nodes[victim].process.pid
         os.kill(killed_pid, signal.SIGKILL)
         killed = time.monotonic()
-
-        def flows_again() -> bool:
-            with probe.lock:
-                return any(probe.tf.get(stamp) for stamp, sent in probe.sent.items() if sent > killed + 0.1)
-        assert feed(probe, executor, RECOVERY_LIMIT_S, until=flows_again), nodes[victim].output()[-2000:]
+        flows_again = lambda: probe.first_output_after(killed + 0.1) is not None  # noqa: E731
+        assert probe.feed(executor, 20.0, RECOVERY_LIMIT_S, until=flows_again), nodes[victim].output()[-2000:]
         assert nodes[victim].respawns == 1 and nodes[victim].process.pid != killed_pid
         assert "[respawn] the process ended with -9" in nodes[victim].output()
     finally:
