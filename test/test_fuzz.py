@@ -42,6 +42,7 @@ SimpleNamespaces: no rclpy.
 """
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from types import SimpleNamespace
@@ -487,18 +488,25 @@ def is_frame(frame, want: dict) -> bool:
 def test_tlv_parser_on_damaged_demo_packets(case, chunks):
     stream, device, max_packet_bytes, intact = case
     frames = parse_checked(stream, device, max_packet_bytes, chunks)
-    # Every packet sent intact comes out intact, in order (greedy subsequence), whatever damage
-    # and junk surround it, unless a frame that came out overran its magic word.
-    cursor, lost = 0, 0
-    for start, want in intact:
-        found = next((i for i in range(cursor, len(frames)) if is_frame(frames[i], want)), None)
-        if found is not None:
-            cursor = found + 1
-            continue
-        lost += 1
-        assert overrun_by_a_frame(stream, frames, start, device), (
-            f"frame {want['frame_number']}, sent intact at byte {start}, did not come out "
-            "(in order) and no frame that came out overran it")
+    # Every packet sent intact comes out intact, in order, whatever damage and junk surround it,
+    # unless a frame that came out overran its magic word. Junk may hold whole copies of packets,
+    # so a first-fit match can take a copy for a lost packet: search every in-order matching.
+    overrun = [overrun_by_a_frame(stream, frames, start, device) for start, _ in intact]
+
+    @functools.cache
+    def least_lost(i: int, j: int) -> float:
+        """Fewest intact packets from i on lost (all overrun) when outputs from j on are left."""
+        if i == len(intact):
+            return 0
+        best = 1 + least_lost(i + 1, j) if overrun[i] else math.inf
+        found = next((k for k in range(j, len(frames)) if is_frame(frames[k], intact[i][1])), None)
+        return best if found is None else min(best, least_lost(i + 1, found + 1))
+
+    lost = least_lost(0, 0)
+    assert lost != math.inf, (
+        "an intact packet did not come out (in order) and no frame that came out overran it: "
+        f"starts {[start for start, _ in intact]}, overrun {overrun}, "
+        f"out {[frame.frame_number for frame in frames]}")
     event(f"intact packets: {min(len(intact), 3)}{'+' if len(intact) >= 3 else ''}")
     if lost:
         event("an intact packet overrun by a frame reaching into its magic word")
