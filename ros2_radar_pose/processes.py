@@ -53,6 +53,17 @@ class NodeProcess:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def node_pid(self) -> int | None:
+        """The process that runs the node: the keeper's child (ros/keeper.py), or the started
+        process itself when it has none (``RADAR_POSE_KEEPER=0``, or between a crash and the
+        keeper's fork); None once the started process has ended."""
+        pid = self.process.pid
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            return pid if self.alive() else None
+        return int(children[0]) if children else pid
+
     def stop(self, grace: float = 5.0) -> int:
         """End the process like Ctrl-C (and respawning); returns its exit code."""
         with self._lock:

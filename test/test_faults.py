@@ -1,5 +1,6 @@
-"""Faults in the running graph and in training: a node killed with kill -9 mid-stream comes back
-(respawned, as the launch files ask) and the skeleton flows again; a trainer killed with kill -9
+"""Faults in the running graph and in training: a node's process killed with kill -9 mid-stream
+comes back (forked again by its keeper, ros/keeper.py) and the skeleton flows again, and so it does
+when the keeper itself is killed (respawned, as the launch files ask); a trainer killed with kill -9
 and resumed ends with exactly the model of an uninterrupted run.
 
 Bad input (malformed, NaN, empty, 100k-point clouds, wrong field layouts) is radar_ingest's to
@@ -9,6 +10,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import rclpy
@@ -41,30 +43,58 @@ def feeder():
     rclpy.shutdown(context=context)
 
 
-@pytest.mark.parametrize("victim", ["radar_ingest", "student", "physics"])
-def test_a_node_killed_mid_stream_is_respawned_and_the_skeleton_flows_again(tmp_path, feeder, victim):
-    probe, executor = feeder
+def start_flowing_graph(tmp_path, probe, executor) -> dict:
+    """The graph as radar_pose.launch.xml runs it (respawn, delay 0.2 s), the skeleton flowing."""
     env = {"ROS_DOMAIN_ID": os.environ["ROS_DOMAIN_ID"]}
     nodes = start_graph(tmp_path, env, ["--params-file", str(share_file("config/radar_pose.yaml"))],
                         share_file("models/student_sim.pt"), respawn=True, respawn_delay=0.2)
+    up = lambda: (probe.count_subscribers(topics.RADAR_POINTS) >= 1  # noqa: E731
+                  and probe.count_publishers(topics.TF) >= 1)
+    deadline = time.monotonic() + 60.0
+    while not up() and time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.05)
+    assert probe.feed(executor, 20.0, 20.0, until=lambda: len(probe.tf) >= 10), \
+        {name: node.output()[-500:] for name, node in nodes.items()}
+    return nodes
+
+
+def flows_again_after_kill(probe, executor, pid: int) -> bool:
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    return probe.feed(executor, 20.0, RECOVERY_LIMIT_S,
+                      until=lambda: probe.first_output_after(killed + 0.1) is not None)
+
+
+@pytest.mark.parametrize("victim", ["radar_ingest", "student", "physics"])
+def test_a_node_process_killed_mid_stream_is_forked_again_by_its_keeper_and_the_skeleton_flows(
+        tmp_path, feeder, victim):
+    probe, executor = feeder
+    nodes = start_flowing_graph(tmp_path, probe, executor)
     try:
-        up = lambda: (probe.count_subscribers(topics.RADAR_POINTS) >= 1  # noqa: E731
-                      and probe.count_publishers(topics.TF) >= 1)
-        deadline = time.monotonic() + 60.0
-        while not up() and time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.05)
-        assert probe.feed(executor, 20.0, 20.0, until=lambda: len(probe.tf) >= 10), \
-            {name: node.output()[-500:] for name, node in nodes.items()}
-        killed_pid = nodes[victim].process.pid
-        os.kill(killed_pid, signal.SIGKILL)
-        killed = time.monotonic()
-        flows_again = lambda: probe.first_output_after(killed + 0.1) is not None  # noqa: E731
-        assert probe.feed(executor, 20.0, RECOVERY_LIMIT_S, until=flows_again), nodes[victim].output()[-2000:]
-        assert nodes[victim].respawns == 1 and nodes[victim].process.pid != killed_pid
-        assert "[respawn] the process ended with -9" in nodes[victim].output()
+        keeper, killed = nodes[victim].process.pid, nodes[victim].node_pid()
+        assert killed != keeper
+        assert flows_again_after_kill(probe, executor, killed), nodes[victim].output()[-2000:]
+        assert nodes[victim].respawns == 0 and nodes[victim].process.pid == keeper
+        assert nodes[victim].node_pid() not in (killed, keeper)
+        assert "killed by SIGKILL; the keeper starts it again" in nodes[victim].output()
     finally:
         codes = {name: node.stop() for name, node in nodes.items()}
-    assert codes == dict.fromkeys(nodes, 0)        # the respawned node stops cleanly on Ctrl-C too
+    assert codes == dict.fromkeys(nodes, 0)        # the new node process stops cleanly on Ctrl-C too
+
+
+def test_a_killed_keeper_takes_its_node_along_and_launch_respawns_both(tmp_path, feeder):
+    probe, executor = feeder
+    nodes = start_flowing_graph(tmp_path, probe, executor)
+    try:
+        keeper, node_process = nodes["student"].process.pid, nodes["student"].node_pid()
+        assert flows_again_after_kill(probe, executor, keeper), nodes["student"].output()[-2000:]
+        assert nodes["student"].respawns == 1 and nodes["student"].process.pid != keeper
+        assert "[respawn] the process ended with -9" in nodes["student"].output()
+        assert not Path(f"/proc/{node_process}/cmdline").exists() or \
+            "State:\tZ" in Path(f"/proc/{node_process}/status").read_text()
+    finally:
+        codes = {name: node.stop() for name, node in nodes.items()}
+    assert codes == dict.fromkeys(nodes, 0)
 
 
 def test_a_trainer_killed_and_resumed_ends_with_the_uninterrupted_model(tmp_path):

@@ -1,7 +1,9 @@
-"""Running a node that spins until Ctrl-C or shutdown: the main() of every such node."""
+"""Running a node that spins until Ctrl-C or shutdown: the main() of every such node, under a
+keeper (ros/keeper.py) that restarts it at once after a crash."""
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Callable
 
@@ -9,15 +11,25 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
+from ros2_radar_pose.ros import keeper
 from ros2_radar_pose.ros.params import ParameterError
 
 
 def spin_node(make_node: Callable[[], Node], name: str, args=None) -> None:
-    """Init rclpy, build the node with ``make_node`` and spin it until Ctrl-C or shutdown. A
+    """Init rclpy, build the node with ``make_node`` and spin it until Ctrl-C or shutdown, in a
+    process the keeper forks and restarts after a crash (``RADAR_POSE_KEEPER=0``: in this one). A
     ParameterError while building is one fatal line under the logger ``name`` and exit code 2."""
+    if keeper.enabled():
+        sys.exit(keeper.keep(lambda: _spin(make_node, name, args), name))
+    _spin(make_node, name, args)
+
+
+def _spin(make_node: Callable[[], Node], name: str, args=None) -> None:
     interrupted = threading.Event()
 
     def on_sigint(signum, frame):
+        if interrupted.is_set():  # a second Ctrl-C (the keeper passes on what the terminal sent
+            return                # the whole group) must not break the shutdown under way
         interrupted.set()
         raise KeyboardInterrupt
 
