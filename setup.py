@@ -15,7 +15,8 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.xml")),
         # the student the main job runs (tools/train_shipped_student.sh reproduces it)
         (f"share/{PACKAGE}/models", glob("models/*.pt")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.cfg") + glob("config/*.rviz")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.cfg") + glob("config/*.rviz")
+         + glob("config/*.xml")),
     ],
     install_requires=["setuptools"],
     # The BlazePose teacher backend (requirements/teacher.in); everything else runs without it.

@@ -13,7 +13,8 @@ Then (``--no-recovery`` skips it) each node in turn is killed with SIGKILL mid-s
 node process, which its keeper (ros/keeper.py) forks again at once, and then the keeper itself,
 the process launch started, which comes back by launch's respawn (as the launch files have it,
 0.2 s later) and pays the imports again. The time until a frame sent after the kill comes out as
-TF is the recovery time.
+TF is the recovery time. Every process here, the feeder too (it stands for the radar driver),
+starts with the package's DDS discovery profile (config/fastdds.xml, ros/dds.py).
 
     ./dev.sh bench load [--rates 20 50 100] [--seconds 60] [--warmup 5] [--checkpoint CKPT]
 
@@ -47,6 +48,7 @@ from ros2_radar_pose import topics
 from ros2_radar_pose.data.synthetic import generate_sessions
 from ros2_radar_pose.processes import start_graph
 from ros2_radar_pose.resources import share_file
+from ros2_radar_pose.ros.dds import PROFILE_VARIABLES, use_discovery_profile
 from ros2_radar_pose.ros.pointcloud2 import cloud_to_pointcloud2
 from ros2_radar_pose.ros.qos import SENSOR_PUBLICATION, TF
 
@@ -196,6 +198,7 @@ def main(argv: list[str] | None = None) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     session = next(iter(generate_sessions(1, 0.5, seed=3)))
     domain_id = random.SystemRandom().randint(101, 200)
+    use_discovery_profile()
     rclpy.init(domain_id=domain_id)
     probe = LoadProbe(session.clouds)
     executor = SingleThreadedExecutor()
@@ -232,6 +235,7 @@ def main(argv: list[str] | None = None) -> dict:
         "rates": results,
         "target": f"at 20 Hz: no drops, p99 <= {TARGET_P99_MS:g} ms, memory growth <= {TARGET_GROWTH_MB:g} MB "
                   "per node; at 100 Hz: bounded latency (drops allowed)",
+        "dds_profile": {name: os.environ[name] for name in PROFILE_VARIABLES if name in os.environ},
         "recovery_s": recovery,
         "recovery_target": f"<= {TARGET_RECOVERY_S:g} s after kill -9 of a node's process (its keeper "
                            f"forks it again; killing the keeper: launch's respawn, delay {RESPAWN_DELAY_S:g} s)",

@@ -26,6 +26,7 @@ from rosgraph_msgs.msg import Clock
 from ros2_radar_pose import topics as names
 from ros2_radar_pose.data.bags import BagError, BagReader, RawMessage
 from ros2_radar_pose.data.playback import Playback
+from ros2_radar_pose.ros.dds import use_discovery_profile
 from ros2_radar_pose.ros.diagnostics import ERROR, OK, WARN, NodeDiagnostics
 from ros2_radar_pose.ros.params import ParameterError, declare
 from ros2_radar_pose.ros.time import from_seconds
@@ -178,6 +179,7 @@ def recorded_qos(offers, count: int) -> QoSProfile:
 
 
 def main(args=None) -> None:
+    use_discovery_profile()
     rclpy.init(args=args)
     node = None
     code = 0

@@ -26,6 +26,7 @@ from rclpy.parameter import Parameter
 
 from ros2_radar_pose import topics
 from ros2_radar_pose.data.bags import BagError
+from ros2_radar_pose.ros.dds import use_discovery_profile
 from ros2_radar_pose.ros.params import ParameterError
 
 LOGGER = "radar_pose_run"
@@ -89,6 +90,7 @@ def run_graph(specs: list[NodeSpec], params_file: str | Path, ros_args: Sequence
     ``ros_args`` (what follows ``--ros-args`` on the command line) apply to every node, as global
     arguments do in ``ros2 run``: ``--log-level debug``, ``-r __ns:=/robot1``.
     """
+    use_discovery_profile()
     rclpy.init(args=["radar-pose", "--ros-args", *ros_args])
     logger = rclpy.logging.get_logger(LOGGER)
     nodes: dict[str, Node] = {}

@@ -38,6 +38,7 @@ from ros2_radar_pose.physics.tracker import FloorFrame
 from ros2_radar_pose.processes import NodeProcess, start_graph
 from ros2_radar_pose.radar.simulator import BODY, RadarSimConfig
 from ros2_radar_pose.resources import share_file
+from ros2_radar_pose.ros.dds import use_discovery_profile
 from ros2_radar_pose.ros.pointcloud2 import pointcloud2_to_array
 from ros2_radar_pose.ros.qos import DIAGNOSTICS, SENSOR_PUBLICATION, TF
 from ros2_radar_pose.ros.skeleton import pose_array_to_skeleton
@@ -178,6 +179,7 @@ def run_main_job(seconds: float = 20.0, fps: float = 20.0, seed: int = 0, play_r
     read_back(bag)
     frames = len(sessions[0])
 
+    use_discovery_profile()
     rclpy.init(domain_id=domain_id)
     recorder = BagWriter(workdir / "outputs_bag", overwrite=True)
     monitor = Monitor(recorder)

@@ -12,6 +12,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 from ros2_radar_pose.ros import keeper
+from ros2_radar_pose.ros.dds import use_discovery_profile
 from ros2_radar_pose.ros.params import ParameterError
 
 
@@ -19,6 +20,7 @@ def spin_node(make_node: Callable[[], Node], name: str, args=None) -> None:
     """Init rclpy, build the node with ``make_node`` and spin it until Ctrl-C or shutdown, in a
     process the keeper forks and restarts after a crash (``RADAR_POSE_KEEPER=0``: in this one). A
     ParameterError while building is one fatal line under the logger ``name`` and exit code 2."""
+    use_discovery_profile()
     if keeper.enabled():
         sys.exit(keeper.keep(lambda: _spin(make_node, name, args), name))
     _spin(make_node, name, args)
