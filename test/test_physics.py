@@ -6,6 +6,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
+from bench import physics as physics_bench
 from ros2_radar_pose.body.joint_sets import HYBRIK_29
 from ros2_radar_pose.body.kinematics import forward_kinematics
 from ros2_radar_pose.body.models import AnthropometricBody
@@ -102,6 +103,20 @@ def test_a_target_below_the_floor_comes_out_on_the_floor(shape, standing):
     assert depth.min() > -0.005, f"{-depth.min() * 1000:.1f} mm under the floor"
     assert np.abs(depth[10:]).max() < 0.01                           # on it, not floating above
     assert out[10:, 0, 2].min() > sunk[0, 2] + 0.1
+
+
+def test_a_noisy_estimate_with_its_feet_under_the_floor_does_not_push_the_body_into_it(shape):
+    # bench/physics.py's sit, noise draw 2: the estimate starts with both soles 5-13 cm under the
+    # floor and one foot higher than the other; following its root (floor_root off) put a sole
+    # 6.9 mm into the floor in the frames after the reset.
+    body, floor = AnthropometricBody(), FloorFrame()
+    truth, contacts, betas, positions, rotations = physics_bench.noisy_sequence(
+        "sit", body, floor, np.random.default_rng([2, physics_bench.MOTIONS.index("sit")]))
+    assert sole_depth(floor.to_floor(positions, rotations)[0][:10], shape.clearance).min() < -0.1
+    estimate = floor.to_floor(positions[:30], rotations[:30])
+    out, _ = run(BodyShape.of(body, betas), *estimate)
+    depth = sole_depth(out, shape.clearance)
+    assert depth.min() > -0.005, f"{-depth.min() * 1000:.1f} mm under the floor"
 
 
 def test_planted_feet_that_slide_in_the_target_stay_planted(shape, standing):

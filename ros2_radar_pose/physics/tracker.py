@@ -87,6 +87,7 @@ class TrackerConfig:
     pin_force: float = 2.0           # body weights, bound of a planted foot's pin
     touch_lands: bool = True         # a simulated foot touching the floor lands without the estimate slowing
     anchor_prior: float = 20.0       # frames' weight of the landing place in a planted foot's running mean
+    floor_root: bool = True          # raise the root's target so the estimate's planted feet are not under the floor
     friction: float = 1.0
     reset_jump: float = 0.5          # m, a root jump between frames that resets
     reset_gap_s: float = 1.0         # s without a frame that resets
@@ -226,7 +227,13 @@ class PhysicsTracker:
         touching = np.array([bool(pybullet.getContactPoints(self.humanoid.id, self.plane, link, -1,
                                                             physicsClientId=self.client))
                              for link in self.humanoid.foot_links]) if self.config.touch_lands else None
-        contacts = self.detector.update(self._soles(joints), joints[list(FOOT), :2], stamp, touching)
+        soles = self._soles(joints)
+        contacts = self.detector.update(soles, joints[list(FOOT), :2], stamp, touching)
+        if self.config.floor_root and contacts.any():
+            # A planted foot under the floor means the estimate's whole body is low (its error is
+            # mostly the root's): follow a root that puts that foot on the floor, not one that
+            # drives the simulated body into it.
+            root = root + np.array([0.0, 0.0, max(-float(soles[contacts].min()), 0.0)])
         self._update_pins(contacts, joints)
         h = self.humanoid
         pybullet.setJointMotorControlMultiDofArray(
