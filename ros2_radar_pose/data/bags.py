@@ -121,6 +121,12 @@ class Transform:
                 raise ValueError(f"a Transform's {name} has shape ({size},), got {value.shape}")
             object.__setattr__(self, name, value)
 
+    @classmethod
+    def of_message(cls, msg) -> Transform:
+        """From a geometry_msgs/TransformStamped, rclpy's or rosbags' (the same fields)."""
+        t, q = msg.transform.translation, msg.transform.rotation
+        return cls(msg.header.frame_id, msg.child_frame_id, (t.x, t.y, t.z), (q.x, q.y, q.z, q.w))
+
 
 class TopicInfo(NamedTuple):
     msgtype: str
@@ -824,13 +830,7 @@ def _decode_skeleton(data: bytes, _=None) -> SkeletonMessage:
 
 
 def _decode_transforms(data: bytes, _=None) -> list[Transform]:
-    msg = _typestore().deserialize_cdr(data, TF_MESSAGE)
-    out = []
-    for tf in msg.transforms:
-        t, q = tf.transform.translation, tf.transform.rotation
-        out.append(Transform(tf.header.frame_id, tf.child_frame_id, np.array([t.x, t.y, t.z]),
-                             np.array([q.x, q.y, q.z, q.w])))
-    return out
+    return [Transform.of_message(tf) for tf in _typestore().deserialize_cdr(data, TF_MESSAGE).transforms]
 
 
 def _decode_image(data: bytes, _=None) -> ImageMessage:

@@ -146,10 +146,7 @@ class TeacherNode(Node):
 
     def on_tf_static(self, msg: TFMessage) -> None:
         with self._lock:
-            for tf in msg.transforms:
-                t, q = tf.transform.translation, tf.transform.rotation
-                self._statics[tf.child_frame_id] = Transform(tf.header.frame_id, tf.child_frame_id,
-                                                             (t.x, t.y, t.z), (q.x, q.y, q.z, q.w))
+            self._statics.update((tf.child_frame_id, Transform.of_message(tf)) for tf in msg.transforms)
 
     # -- the worker: one image at a time, the newest ------------------------------------------------------
 
