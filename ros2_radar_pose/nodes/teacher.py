@@ -40,7 +40,12 @@ from ros2_radar_pose.ros.params import ParameterError, declare
 from ros2_radar_pose.ros.pointcloud2 import CloudDecoder, PointCloudError
 from ros2_radar_pose.ros.qos import IMAGE_SUBSCRIPTIONS, SENSOR_PUBLICATION, SENSOR_SUBSCRIPTION, TF, TF_STATIC
 from ros2_radar_pose.ros.run import spin_node
-from ros2_radar_pose.ros.skeleton import skeleton_to_markers, skeleton_to_pose_array, skeleton_to_tf
+from ros2_radar_pose.ros.skeleton import (
+    skeleton_to_markers,
+    skeleton_to_pose_array,
+    skeleton_to_tf,
+    transform_stamped,
+)
 from ros2_radar_pose.ros.time import to_seconds
 from ros2_radar_pose.teacher.backends import BACKENDS, make_backend
 from ros2_radar_pose.teacher.camera import CameraMount, mount_from_transforms
@@ -216,13 +221,9 @@ class TeacherNode(Node):
         return mount or self.parameter_mount
 
     def _mount_transform(self) -> TransformStamped:
-        msg = TransformStamped(child_frame_id=self.camera_frame)
-        msg.header.frame_id = self.radar_frame
-        msg.header.stamp = self.get_clock().now().to_msg()
-        t, q = self.parameter_mount.translation.tolist(), self.parameter_mount.quaternion.tolist()
-        msg.transform.translation.x, msg.transform.translation.y, msg.transform.translation.z = t
-        msg.transform.rotation.x, msg.transform.rotation.y, msg.transform.rotation.z, msg.transform.rotation.w = q
-        return msg
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.radar_frame)
+        return transform_stamped(header, self.camera_frame, self.parameter_mount.translation,
+                                 self.parameter_mount.quaternion)
 
     def _drop(self, kind: str, message: str) -> None:
         self.stats.dropped()

@@ -61,16 +61,18 @@ def skeleton_to_tf(positions: np.ndarray, rotations: np.ndarray, joint_set: Join
     local_translation = parent_inverse.apply(positions - positions[parent_index])
     local_rotation = (parent_inverse * rotations).as_quat()
     body = f"body_{body_id}"
-    transforms = [_transform(header, body, positions[root], rotations[root].as_quat())]
+    transforms = [transform_stamped(header, body, positions[root], rotations[root].as_quat())]
     for joint, name in enumerate(names):
         parent = body if parents[joint] < 0 else joint_frame(names[parents[joint]], body_id)
         child_header = Header(stamp=header.stamp, frame_id=parent)
-        transforms.append(_transform(child_header, joint_frame(name, body_id),
+        transforms.append(transform_stamped(child_header, joint_frame(name, body_id),
                                      local_translation[joint], local_rotation[joint]))
     return TFMessage(transforms=transforms)
 
 
-def _transform(header: Header, child: str, translation, rotation) -> TransformStamped:
+def transform_stamped(header: Header, child: str, translation, rotation) -> TransformStamped:
+    """A TransformStamped from ``header`` (parent frame, stamp) to ``child``: translation (3,) m
+    and rotation (4,) x, y, z, w."""
     t, q = np.asarray(translation, dtype=np.float64).tolist(), np.asarray(rotation, dtype=np.float64).tolist()
     msg = TransformStamped(header=header, child_frame_id=child)
     msg.transform.translation = Vector3(x=t[0], y=t[1], z=t[2])
