@@ -160,6 +160,18 @@ def half_turns() -> np.ndarray:
     return 2 * axes[:, :, None] * axes[:, None, :] - np.eye(3)
 
 
+def hard_matrices(seed: int, dtype: torch.dtype) -> tuple[np.ndarray, torch.Tensor]:
+    """``hard_rotvecs`` as matrices plus the exact half turns: (6N, 3, 3), and batched (2, 3, N, 3, 3)."""
+    matrices = np.concatenate([Rotation.from_rotvec(hard_rotvecs(400, seed=seed)).as_matrix(), half_turns()])
+    return matrices, batched(matrices, dtype)
+
+
+def align_signs(ours: np.ndarray, expected: np.ndarray, where: np.ndarray) -> None:
+    """Flip the rows of ``ours`` at ``where`` that point away from ``expected``'s (a tie between
+    two equally right answers, q and -q or v and -v)."""
+    ours[where] *= np.sign((ours[where] * expected[where]).sum(-1, keepdims=True))
+
+
 def assert_rotations(R: torch.Tensor, tol: float):
     eye = torch.eye(3, dtype=R.dtype).expand_as(R)
     torch.testing.assert_close(R.transpose(-1, -2) @ R, eye, atol=tol, rtol=0)
@@ -239,8 +251,7 @@ def test_quaternion_to_matrix_matches_scipy(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_matrix_to_quaternion_matches_scipy_sign_included(dtype):
-    matrices = np.concatenate([Rotation.from_rotvec(hard_rotvecs(400, seed=3)).as_matrix(), half_turns()])
-    R = batched(matrices, dtype)
+    matrices, R = hard_matrices(3, dtype)
     q = matrix_to_quaternion(R)
     assert q.shape == (2, 3, len(matrices) // 6, 4) and q.dtype == dtype
     ours, expected = as_numpy(q, 1), Rotation.from_matrix(as_numpy(R, 2)).as_quat()
@@ -248,7 +259,7 @@ def test_matrix_to_quaternion_matches_scipy_sign_included(dtype):
     # and so the sign; elsewhere the sign must be SciPy's.
     top = np.sort(np.abs(expected), axis=-1)
     tied = top[:, -1] - top[:, -2] < 1e-5
-    ours[tied] *= np.sign((ours[tied] * expected[tied]).sum(-1, keepdims=True))
+    align_signs(ours, expected, tied)
     assert tied.sum() < len(tied) // 10
     np.testing.assert_allclose(ours, expected, atol=TOL[dtype]["atol"], rtol=0)
     torch.testing.assert_close(torch.linalg.vector_norm(q, dim=-1), torch.ones(q.shape[:-1], dtype=dtype))
@@ -275,14 +286,13 @@ def test_matrix_to_quaternion_known_answers():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_matrix_to_axis_angle_matches_scipy(dtype):
-    matrices = np.concatenate([Rotation.from_rotvec(hard_rotvecs(400, seed=4)).as_matrix(), half_turns()])
-    R = batched(matrices, dtype)
+    matrices, R = hard_matrices(4, dtype)
     rotvec = matrix_to_axis_angle(R)
     assert rotvec.shape == (2, 3, len(matrices) // 6, 3) and rotvec.dtype == dtype
     ours, expected = as_numpy(rotvec, 1), Rotation.from_matrix(as_numpy(R, 2)).as_rotvec()
     # Within rounding of pi, v and -v are the same rotation: which one comes out is a tie.
     at_pi = np.linalg.norm(expected, axis=-1) > math.pi - (1e-12 if dtype == torch.float64 else 1e-5)
-    ours[at_pi] *= np.sign((ours[at_pi] * expected[at_pi]).sum(-1, keepdims=True))
+    align_signs(ours, expected, at_pi)
     assert at_pi.sum() >= 6
     np.testing.assert_allclose(ours, expected, atol=TOL[dtype]["atol"] * 5, rtol=0)
     assert (torch.linalg.vector_norm(rotvec, dim=-1) <= math.pi + TOL[dtype]["atol"]).all()
