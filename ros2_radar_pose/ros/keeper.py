@@ -61,13 +61,17 @@ def keep(run: Callable[[], None], name: str, quick_s: float = 2.0, quick_limit: 
             _signal(child, signum)
 
     previous = {signum: signal.signal(signum, forward) for signum in FORWARDED_SIGNALS}
+
+    def restore_handlers():
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
     quick = 0
     while True:
         started = time.monotonic()
         child = os.fork()
         if child == 0:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+            restore_handlers()
             os._exit(_run_child(run, keeper_pid, name))
         if stopping is not None:  # a signal that came while forking found no child to pass it to
             _signal(child, stopping)
@@ -79,8 +83,7 @@ def keep(run: Callable[[], None], name: str, quick_s: float = 2.0, quick_limit: 
         if quick >= quick_limit:
             logger.fatal(f"the node's process was killed by {signal.Signals(crash).name} {quick} times, "
                          f"each within {quick_s:g} s of its start; the keeper stops with the same signal")
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+            restore_handlers()
             if crash != signal.SIGKILL:  # whose handler cannot be set, nor needs to be
                 signal.signal(crash, signal.SIG_DFL)
             os.kill(os.getpid(), crash)
