@@ -18,7 +18,7 @@ import torch
 from conftest import console_script
 from rclpy.executors import SingleThreadedExecutor
 
-from bench.load import LoadProbe
+from bench.load import LoadProbe, recovery_s
 from ros2_radar_pose import topics
 from ros2_radar_pose.data.synthetic import generate_sessions, simulate_bag
 from ros2_radar_pose.processes import start_graph
@@ -58,13 +58,6 @@ def start_flowing_graph(tmp_path, probe, executor) -> dict:
     return nodes
 
 
-def flows_again_after_kill(probe, executor, pid: int) -> bool:
-    os.kill(pid, signal.SIGKILL)
-    killed = time.monotonic()
-    return probe.feed(executor, 20.0, RECOVERY_LIMIT_S,
-                      until=lambda: probe.first_output_after(killed + 0.1) is not None)
-
-
 @pytest.mark.parametrize("victim", ["radar_ingest", "student", "physics"])
 def test_a_node_process_killed_mid_stream_is_forked_again_by_its_keeper_and_the_skeleton_flows(
         tmp_path, feeder, victim):
@@ -73,7 +66,7 @@ def test_a_node_process_killed_mid_stream_is_forked_again_by_its_keeper_and_the_
     try:
         keeper, killed = nodes[victim].process.pid, nodes[victim].node_pid()
         assert killed != keeper
-        assert flows_again_after_kill(probe, executor, killed), nodes[victim].output()[-2000:]
+        assert recovery_s(probe, executor, killed, RECOVERY_LIMIT_S) is not None, nodes[victim].output()[-2000:]
         assert nodes[victim].respawns == 0 and nodes[victim].process.pid == keeper
         assert nodes[victim].node_pid() not in (killed, keeper)
         assert "killed by SIGKILL; the keeper starts it again" in nodes[victim].output()
@@ -87,7 +80,7 @@ def test_a_killed_keeper_takes_its_node_along_and_launch_respawns_both(tmp_path,
     nodes = start_flowing_graph(tmp_path, probe, executor)
     try:
         keeper, node_process = nodes["student"].process.pid, nodes["student"].node_pid()
-        assert flows_again_after_kill(probe, executor, keeper), nodes["student"].output()[-2000:]
+        assert recovery_s(probe, executor, keeper, RECOVERY_LIMIT_S) is not None, nodes["student"].output()[-2000:]
         assert nodes["student"].respawns == 1 and nodes["student"].process.pid != keeper
         assert "[respawn] the process ended with -9" in nodes["student"].output()
         assert not Path(f"/proc/{node_process}/cmdline").exists() or \
