@@ -35,3 +35,11 @@ def start_node(script: str, tmp_path: Path, *params: str, params_file: Path | No
     for param in params:
         args += ["-p", param]
     return NodeProcess("", args, tmp_path / f"{script}.log", command=[console_script(script)])
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` is alive: neither gone nor a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import running
 
 # ``run`` for the keeper: records each node process's pid, then does what MODE says.
 SCRIPT = textwrap.dedent("""
@@ -52,13 +53,6 @@ def node_pids(pids: Path, count: int, timeout: float = 10.0) -> list[int]:
             return found
         time.sleep(0.01)
     raise AssertionError(f"{count} node processes did not start within {timeout} s")
-
-
-def running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
 
 
 def test_a_node_process_killed_by_sigkill_is_forked_again_at_once_and_ctrl_c_still_stops_it(tmp_path):
