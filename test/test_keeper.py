@@ -17,6 +17,9 @@ SCRIPT = textwrap.dedent("""
     from ros2_radar_pose.ros import keeper
 
     def run():
+        # A node takes Ctrl-C itself (ros/run.py's spin_node does): one started with SIGINT
+        # ignored, as a background job's children are, would otherwise keep ignoring it.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         with open(sys.argv[1], "a") as pids:
             pids.write(f"{os.getpid()}\\n")
         mode = sys.argv[2]
