@@ -2,6 +2,7 @@
 exit codes, Ctrl-C and the keeper's own death pass through as a plain node's would."""
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -11,9 +12,11 @@ from pathlib import Path
 import pytest
 from conftest import running
 
+from ros2_radar_pose.ros.keeper import PORTS_EVERY_S, udp_ports
+
 # ``run`` for the keeper: records each node process's pid, then does what MODE says.
 SCRIPT = textwrap.dedent("""
-    import os, signal, sys, time
+    import os, signal, socket, sys, time
     from ros2_radar_pose.ros import keeper
 
     def run():
@@ -29,6 +32,11 @@ SCRIPT = textwrap.dedent("""
             raise ValueError("a bug in the node")
         if mode == "crash":
             os.kill(os.getpid(), signal.SIGKILL)
+        if mode == "udp":  # a DDS participant's unicast port, in short
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            udp.bind(("0.0.0.0", 0))
+            with open(sys.argv[1] + ".ports", "a") as ports:
+                ports.write(f"{udp.getsockname()[1]}\\n")
         try:
             time.sleep(60)
         except KeyboardInterrupt:
@@ -104,3 +112,33 @@ def test_radar_pose_keeper_0_runs_the_node_in_the_started_process(tmp_path):
     keeper, pids = start(tmp_path, "exit2", RADAR_POSE_KEEPER="0")
     keeper.communicate(timeout=10)
     assert keeper.returncode == 2 and node_pids(pids, 1) == [keeper.pid]
+
+
+def test_after_a_crash_the_keeper_holds_the_dead_node_processs_udp_ports_so_the_next_takes_others(tmp_path):
+    keeper, pids = start(tmp_path, "udp")
+    first = node_pids(pids, 1)[0]
+    ports = tmp_path / "pids.ports"
+    time.sleep(2 * PORTS_EVERY_S + 0.2)             # the keeper notes its node process's ports
+    port = int(ports.read_text().split()[0])
+    assert port in udp_ports(first) and port not in udp_ports(keeper.pid)
+    os.kill(first, signal.SIGKILL)
+    second = node_pids(pids, 2)[1]
+    deadline = time.monotonic() + 5.0
+    while len(ports.read_text().split()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert port in udp_ports(keeper.pid)            # a new DDS participant cannot take the dead one's port
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with pytest.raises(OSError):
+        taken.bind(("0.0.0.0", port))
+    taken.close()
+    assert int(ports.read_text().split()[1]) != port and port not in udp_ports(second)
+    keeper.send_signal(signal.SIGINT)
+    keeper.communicate(timeout=10)
+    assert keeper.returncode == 0
+
+
+def test_udp_ports_lists_this_processs_bound_udp_sockets():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        assert udp.getsockname()[1] in udp_ports(os.getpid())
+    assert udp_ports(2 ** 22 + 1) == set()          # no such process

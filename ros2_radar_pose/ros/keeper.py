@@ -17,16 +17,26 @@ kernel (``PR_SET_PDEATHSIG``), so a node never outlives its keeper and launch ne
 The fork happens before ``rclpy.init``: the keeper holds no DDS participant and no ROS context,
 only imported modules, which is what makes forking it safe. ``RADAR_POSE_KEEPER=0`` runs the node
 in the process launch started, as a plain node.
+
+A killed node cannot say goodbye on DDS: its peers keep its participant until its lease runs out.
+A new participant that takes the dead one's UDP ports (Fast DDS gives a new process the lowest
+free participant id, which is the dead one's) got no data for 1-4 s after its peers had matched
+it (measured: a subscriber killed and restarted beside a 20 Hz publisher, ``bench/load.py``); on
+ports of its own it got the first message after 0.1-0.5 s. So the keeper notes the UDP ports its
+node process has bound and, after a crash, binds them itself for ``HOLD_PORTS_S`` seconds: the
+new node process is given the next free participant id.
 """
 from __future__ import annotations
 
 import ctypes
 import os
 import signal
+import socket
 import sys
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 import rclpy.logging
 
@@ -36,6 +46,9 @@ CRASH_SIGNALS = frozenset({signal.SIGKILL, signal.SIGSEGV, signal.SIGABRT, signa
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _PR_SET_NAME = 15
 _PR_SET_PDEATHSIG = 1
+HOLD_PORTS_S = 30.0      # longer than a peer keeps a dead participant (our profile's lease: 5 s)
+POLL_S = 0.02            # how often the keeper looks whether its node process has ended
+PORTS_EVERY_S = 0.5      # how often it notes the ports that process has bound
 
 
 def enabled() -> bool:
@@ -67,18 +80,21 @@ def keep(run: Callable[[], None], name: str, quick_s: float = 2.0, quick_limit: 
             signal.signal(signum, handler)
 
     quick = 0
+    held = PortHold()
     while True:
         started = time.monotonic()
         child = os.fork()
         if child == 0:
+            held.release()
             restore_handlers()
             os._exit(_run_child(run, keeper_pid, name))
         if stopping is not None:  # a signal that came while forking found no child to pass it to
             _signal(child, stopping)
-        _, status = os.waitpid(child, 0)
+        status, ports = _wait(child, held)
         crash = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
         if crash not in CRASH_SIGNALS or stopping is not None:
             return os.waitstatus_to_exitcode(status) if crash is None else 128 + crash
+        held.hold(ports, HOLD_PORTS_S)
         quick = quick + 1 if time.monotonic() - started < quick_s else 0
         if quick >= quick_limit:
             logger.fatal(f"the node's process was killed by {signal.Signals(crash).name} {quick} times, "
@@ -91,6 +107,72 @@ def keep(run: Callable[[], None], name: str, quick_s: float = 2.0, quick_limit: 
             return 128 + crash
         logger.error(f"the node's process {child} was killed by {signal.Signals(crash).name}; "
                      "the keeper starts it again")
+
+
+def _wait(child: int, held: PortHold) -> tuple[int, set[int]]:
+    """Wait for the node process to end; its wait status and the UDP ports it had bound."""
+    ports: set[int] = set()
+    noted = 0.0
+    while True:
+        try:
+            pid, status = os.waitpid(child, os.WNOHANG)
+        except InterruptedError:
+            continue
+        if pid:
+            return status, ports
+        now = time.monotonic()
+        if now - noted >= PORTS_EVERY_S:
+            ports |= udp_ports(child)
+            held.expire(now)
+            noted = now
+        time.sleep(POLL_S)
+
+
+class PortHold:
+    """UDP ports the keeper keeps bound so that no new DDS participant takes a dead one's."""
+
+    def __init__(self):
+        self.sockets: list[tuple[float, socket.socket]] = []
+
+    def hold(self, ports: set[int], seconds: float) -> None:
+        until = time.monotonic() + seconds
+        for port in sorted(ports):
+            held = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                held.bind(("0.0.0.0", port))
+            except OSError:  # taken again already, or a port of another address
+                held.close()
+                continue
+            self.sockets.append((until, held))
+
+    def expire(self, now: float) -> None:
+        for until, held in self.sockets:
+            if until <= now:
+                held.close()
+        self.sockets = [(until, held) for until, held in self.sockets if until > now]
+
+    def release(self) -> None:
+        for _, held in self.sockets:
+            held.close()
+        self.sockets = []
+
+
+def udp_ports(pid: int) -> set[int]:
+    """The local ports of the IPv4 UDP sockets process ``pid`` holds (Linux /proc; empty elsewhere
+    or when the process is gone)."""
+    try:
+        inodes = set()
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        table = Path(f"/proc/{pid}/net/udp").read_text().splitlines()[1:]
+    except OSError:
+        return set()
+    return {int(fields[1].rsplit(":", 1)[1], 16) for fields in map(str.split, table) if fields[9] in inodes}
 
 
 def _run_child(run: Callable[[], None], keeper_pid: int, name: str) -> int:
