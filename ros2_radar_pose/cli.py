@@ -201,7 +201,8 @@ def _run(args: argparse.Namespace) -> int:
 
     specs = plan(radar_topic=args.radar_topic, student_checkpoint=str(args.student_checkpoint or ""),
                  device=args.device, physics=args.physics, mount_xyz=args.mount_xyz, mount_rpy=args.mount_rpy,
-                 bag=str(args.bag or ""), rate=args.rate, loop=args.loop, teacher=args.teacher,
+                 publish_mount=args.publish_mount, bag=str(args.bag or ""), rate=args.rate, loop=args.loop,
+                 teacher=args.teacher,
                  teacher_backend=args.teacher_backend, hybrik_checkpoint=str(args.hybrik_checkpoint or ""),
                  smpl_model=str(args.smpl_model or ""), image_topic=args.image_topic,
                  camera_info_topic=args.camera_info_topic)
@@ -342,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "file's mount_translation; a /tf_static world -> radar_link wins over both)")
     run.add_argument("--mount-rpy", type=float, nargs=3, default=None, metavar=("ROLL", "PITCH", "YAW"),
                      help="the radar's roll, pitch, yaw in world, rad, for physics (default: the params file's)")
+    run.add_argument("--publish-mount", action="store_true",
+                     help="publish the mount (--mount-xyz/--mount-rpy, else the params file's radar_mount) as "
+                          "world -> radar_link on /tf_static, for RViz and physics")
     run.add_argument("--bag", type=Path, default=None,
                      help="replay this bag into the graph (a rosbag2 directory, an .mcap or a .db3 file) instead "
                           "of a live radar")

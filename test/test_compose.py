@@ -2,6 +2,7 @@
 clear line for a bad parameter."""
 import signal
 
+import numpy as np
 import pytest
 import torch
 from conftest import console_script
@@ -16,7 +17,7 @@ from ros2_radar_pose.data.synthetic import simulate_bag
 from ros2_radar_pose.nodes.compose import plan
 from ros2_radar_pose.processes import NodeProcess
 from ros2_radar_pose.ros.pointcloud2 import pointcloud2_to_array
-from ros2_radar_pose.ros.qos import SENSOR_SUBSCRIPTION, TF
+from ros2_radar_pose.ros.qos import SENSOR_SUBSCRIPTION, TF, TF_STATIC
 from ros2_radar_pose.student.checkpoint import save_checkpoint
 from ros2_radar_pose.student.model import RadarPoseStudent, StudentConfig
 
@@ -51,6 +52,8 @@ class Probe(ProbeNode):
         self.node.create_subscription(PointCloud2, topics.POINTS, self.clouds.append, SENSOR_SUBSCRIPTION)
         self.node.create_subscription(PoseArray, topics.SKELETON, self.skeletons.append, SENSOR_SUBSCRIPTION)
         self.node.create_subscription(TFMessage, topics.TF, self.on_tf, TF)
+        self.static: list[TFMessage] = []
+        self.node.create_subscription(TFMessage, topics.TF_STATIC, self.static.append, TF_STATIC)
 
     def on_tf(self, msg: TFMessage) -> None:
         self.frames.update(transform.child_frame_id for transform in msg.transforms)
@@ -78,6 +81,10 @@ def test_the_plan_follows_the_launch_files():
     teacher = {spec.name: spec for spec in plan(teacher=True, image_topic="/camera/color/image_raw")}["teacher"]
     assert teacher.overrides["backend"] == "blazepose"
     assert teacher.remaps["camera/image_raw"] == "/camera/color/image_raw"
+    mounted = {spec.name: spec for spec in plan(student_checkpoint="s.pt", publish_mount=True, mount_rpy=[0, 0.2, 0])}
+    assert list(mounted) == ["radar_ingest", "radar_mount", "student", "physics"]
+    assert mounted["radar_mount"].overrides == {"rpy": [0.0, 0.2, 0.0]}          # the rest from the params file
+    assert mounted["physics"].overrides == {"mount_rpy": [0.0, 0.2, 0.0]}
     args = build_parser().parse_args(["run", "--bag", "b", "--no-physics", "--ros-args", "--log-level", "debug"])
     assert (args.physics, args.ros_args) == (False, ["--log-level", "debug"])
 
@@ -105,6 +112,21 @@ def test_the_student_and_physics_publish_the_skeleton_and_tf(tmp_path, probe, ba
         assert probe.skeletons[-1].header.frame_id == topics.RADAR_FRAME
         assert run.stop() == 0, run.output()
     assert "running radar_ingest, student, physics, bag_player" in run.output()
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_publish_mount_latches_the_radar_mount_on_tf_static(tmp_path, probe):
+    mount = ["--mount-xyz", "0.5", "0", "1.5", "--mount-rpy", "0", "0.2", "0"]
+    with start_run(tmp_path, "--publish-mount", *mount) as run:
+        assert probe.spin_until(lambda: probe.static or not run.alive(), 25.0) and probe.static, run.output()
+        assert run.stop() == 0, run.output()
+    [mount] = probe.static[0].transforms
+    assert (mount.header.frame_id, mount.child_frame_id) == (topics.WORLD_FRAME, topics.RADAR_FRAME)
+    t, q = mount.transform.translation, mount.transform.rotation
+    assert [t.x, t.y, t.z] == pytest.approx([0.5, 0.0, 1.5])
+    assert [q.x, q.y, q.z, q.w] == pytest.approx([0.0, np.sin(0.1), 0.0, np.cos(0.1)])    # pitch 0.2 rad
+    assert "running radar_ingest, radar_mount in one process" in run.output()
 
 
 @pytest.mark.ros

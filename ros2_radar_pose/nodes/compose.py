@@ -44,15 +44,21 @@ class NodeSpec:
 
 def plan(radar_topic: str = topics.RADAR_POINTS, student_checkpoint: str = "", device: str = "cpu",
          physics: bool = True, mount_xyz: Sequence[float] | None = None, mount_rpy: Sequence[float] | None = None,
-         bag: str = "", rate: float = 1.0, loop: bool = False, teacher: bool = False,
+         publish_mount: bool = False, bag: str = "", rate: float = 1.0, loop: bool = False, teacher: bool = False,
          teacher_backend: str = "blazepose", hybrik_checkpoint: str = "", smpl_model: str = "",
          image_topic: str = "/camera/image_raw", camera_info_topic: str = "/camera/camera_info") -> list[NodeSpec]:
     """The nodes to start, in the order to build them, with the launch files' overrides and remaps.
 
     The bag player comes last so that the graph is subscribed by the time it starts publishing.
+    With ``publish_mount`` the mount (the given one, else the params file's ``radar_mount`` section)
+    goes on /tf_static, as radar_pose.launch.xml's publish_mount does with tf2_ros.
     """
+    mount = {"translation": mount_xyz, "rpy": mount_rpy}
+    mount = {name: [float(v) for v in value] for name, value in mount.items() if value is not None}
     specs = [NodeSpec("radar_ingest", "ros2_radar_pose.nodes.radar_ingest:RadarIngestNode",
                       remaps={"radar/points": radar_topic})]
+    if publish_mount:
+        specs.append(NodeSpec("radar_mount", "ros2_radar_pose.nodes.radar_mount:RadarMountNode", dict(mount)))
     if teacher:
         specs.append(NodeSpec("teacher", "ros2_radar_pose.nodes.teacher:TeacherNode",
                               {"backend": teacher_backend, "hybrik_checkpoint": hybrik_checkpoint,
@@ -62,10 +68,8 @@ def plan(radar_topic: str = topics.RADAR_POINTS, student_checkpoint: str = "", d
         specs.append(NodeSpec("student", "ros2_radar_pose.nodes.student:StudentNode",
                               {"checkpoint": student_checkpoint, "device": device, "publish_tf": not physics}))
         if physics:
-            mount = {"mount_translation": mount_xyz, "mount_rpy": mount_rpy}
             specs.append(NodeSpec("physics", "ros2_radar_pose.nodes.physics:PhysicsNode",
-                                  {name: [float(v) for v in value] for name, value in mount.items()
-                                   if value is not None}))
+                                  {f"mount_{name}": value for name, value in mount.items()}))
     if bag:
         specs.append(NodeSpec("bag_player", "ros2_radar_pose.nodes.bag_player:BagPlayerNode",
                               {"bag": bag, "rate": float(rate), "loop": loop}))
