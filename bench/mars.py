@@ -77,7 +77,8 @@ def student_run(name: str, train_bags: list[Path], test_bags: list[Path], args, 
                          batch_size=args.batch_size, windows_per_example=args.windows_per_example, lr=args.lr,
                          student=StudentConfig(joint_set="mars_19", rotations=False, window=args.window, dim=args.dim,
                                                depth=args.depth),
-                         augment=Augment(yaw_deg=args.yaw_deg, shift_m=args.shift_m, scale=args.scale),
+                         augment=Augment(yaw_deg=args.yaw_deg, shift_m=args.shift_m, scale=args.scale,
+                                         point_dropout=args.point_dropout, jitter_m=args.jitter_m, ghosts=args.ghosts),
                          preprocess=args.preprocess, device=args.device, seed=args.seed,
                          warmup_steps=args.warmup_steps, progress_bar=args.progress)
     started = time.perf_counter()
@@ -98,19 +99,26 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", default=None, help="MARS folder (default: ../shared/data/mars or $RADAR_POSE_MARS)")
     parser.add_argument("--variant", default="woutlier", choices=("woutlier", "wooutlier"))
-    parser.add_argument("--epochs", type=int, default=120, help="student epochs")
+    parser.add_argument("--epochs", type=int, default=240, help="student epochs")
     parser.add_argument("--cnn-epochs", type=int, default=150, help="MARS CNN epochs (the paper's 150)")
     parser.add_argument("--batch-size", type=int, default=2,
                         help="stretches per step (2: more steps; at 8 the student underfit its training frames)")
     parser.add_argument("--windows-per-example", type=int, default=16)
     parser.add_argument("--window", type=int, default=16, help="frames (MARS runs at 10 Hz)")
-    parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--depth", type=int, default=2)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--depth", type=int, default=4, help="Performer layers")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--warmup-steps", type=int, default=100)
-    parser.add_argument("--yaw-deg", type=float, default=5.0, help="augmentation: MARS subjects stand in one place")
-    parser.add_argument("--shift-m", type=float, default=0.05, help="augmentation: horizontal translation")
-    parser.add_argument("--scale", type=float, default=0.05, help="augmentation: body size")
+    # MARS's subjects stand in one place before one radar; geometric augmentation, point dropout and
+    # ghosts cost accuracy here (60 epochs: MAE 4.58 cm with yaw 5, shift 0.05, scale 0.05 and the
+    # default dropout, jitter and ghosts; 2.48 cm without), so they are off unless asked for. The
+    # small noise on velocity and intensity (Augment's defaults) stays.
+    parser.add_argument("--yaw-deg", type=float, default=0.0, help="augmentation: rotation about the vertical")
+    parser.add_argument("--shift-m", type=float, default=0.0, help="augmentation: horizontal translation")
+    parser.add_argument("--scale", type=float, default=0.0, help="augmentation: body size")
+    parser.add_argument("--point-dropout", type=float, default=0.0, help="augmentation: share of points dropped")
+    parser.add_argument("--jitter-m", type=float, default=0.0, help="augmentation: noise on point positions")
+    parser.add_argument("--ghosts", type=float, default=0.0, help="augmentation: ghost points per frame")
     parser.add_argument("--preprocess", action=argparse.BooleanOptionalAction, default=False,
                         help="clean clouds as radar_ingest does (default off: every method sees MARS's clouds)")
     parser.add_argument("--pretrain-minutes", type=float, default=0.0,
@@ -165,7 +173,8 @@ def main(argv: list[str] | None = None) -> dict:
             "machine": platform.machine(), "torch": torch.__version__,
             "settings": {k: getattr(args, k) for k in ("epochs", "cnn_epochs", "batch_size", "windows_per_example",
                                                         "window", "dim", "depth", "lr", "yaw_deg", "shift_m", "scale",
-                                                        "preprocess", "pretrain_minutes", "seed")},
+                                                        "point_dropout", "jitter_m", "ghosts", "preprocess",
+                                                        "pretrain_minutes", "seed")},
             "within_subjects": within,
             "pretraining": pretrain if pretrained else None,
             "student_mae_cm": student_mae, "mars_cnn_mae_cm": cnn_mae,
