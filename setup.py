@@ -36,6 +36,7 @@ setup(
             "trainer = ros2_radar_pose.nodes.trainer:main",
             "physics = ros2_radar_pose.nodes.physics:main",
             "teacher = ros2_radar_pose.nodes.teacher:main",
+            "radar_mount = ros2_radar_pose.nodes.radar_mount:main",
         ],
     },
 )
