@@ -191,6 +191,12 @@ def main(args=None) -> None:
         code = node.exit_code
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        # Ctrl-C between the loop's rclpy.ok() and spin_once: rclpy's handler has shut the context
+        # down, and spin_once raises RCLError ("the given context is not valid") before the
+        # KeyboardInterrupt arrives. That is the shutdown; while rclpy is ok it is a fault.
+        if rclpy.ok():
+            raise
     except (ParameterError, BagError) as error:  # one clear line, no traceback
         rclpy.logging.get_logger("bag_player").fatal(str(error))
         code = 2
