@@ -178,6 +178,7 @@ def test_uart_replay_of_a_damaged_stream(tmp_path, probe):
     ("preprocess.range_max:=-1.0", "range_min must be >= 0 and below range_max"),
     ("uart.device:=xwr99xx", "'uart.device' must be one of auto, xwr14xx"),
     ("max_points:=many", "'max_points' must be an integer, got 'many'"),
+    ("transform.rpy:=[0.0, 0.1]", "'transform.rpy' takes 3 numbers, got [0.0, 0.1]"),
 ])
 def test_a_bad_parameter_is_one_clear_error(param, message):
     result = subprocess.run([console_script("radar_ingest"), "--ros-args", "--params-file", str(CONFIG),

@@ -34,7 +34,7 @@ from ros2_radar_pose.physics.filters import OneEuroConfig
 from ros2_radar_pose.physics.humanoid import BodyShape
 from ros2_radar_pose.physics.tracker import FloorFrame, PhysicsTracker, TrackerConfig
 from ros2_radar_pose.ros.diagnostics import FrameStats, NodeDiagnostics
-from ros2_radar_pose.ros.params import ParameterError, declare, declare_dataclass
+from ros2_radar_pose.ros.params import ParameterError, declare, declare_dataclass, declare_vector
 from ros2_radar_pose.ros.qos import SENSOR_PUBLICATION, SENSOR_SUBSCRIPTION, TF, TF_STATIC
 from ros2_radar_pose.ros.run import spin_node
 from ros2_radar_pose.ros.skeleton import (
@@ -66,8 +66,10 @@ class PhysicsNode(Node):
         self.betas = param("betas", [0.0], "shape coefficients of the body model ([0.0]: the average body)")
         self.body_mass = param("body_mass", 0.0, "kg (0: from a body-mass index of 23 at the body's height)")
         self.floor_frame = param("floor_frame", "world", "the z-up frame whose z = 0 is the floor")
-        translation = param("mount_translation", [0.0, 0.0, 1.0], "the skeleton frame's origin in floor_frame, m")
-        rpy = param("mount_rpy", [0.0, 0.0, 0.0], "the skeleton frame's roll, pitch, yaw in floor_frame, rad")
+        translation = declare_vector(self, "mount_translation", [0.0, 0.0, 1.0],
+                                     "the skeleton frame's origin in floor_frame, m")
+        rpy = declare_vector(self, "mount_rpy", [0.0, 0.0, 0.0],
+                             "the skeleton frame's roll, pitch, yaw in floor_frame, rad")
         self.publish_tf = param("publish_tf", True, "publish TF frames and markers")
         self.body_id = param("body_id", "0", "REP-155 body id in frame names")
         self.stale_after = param("stale_after", 2.0, "seconds without input before diagnostics say ERROR")
@@ -77,8 +79,6 @@ class PhysicsNode(Node):
             raise ParameterError(f"parameter 'threads' must be at least 1, got {threads}")
         torch.set_num_threads(threads)
         self.config = tracker_config(self)
-        if len(translation) != 3 or len(rpy) != 3:
-            raise ParameterError("parameters 'mount_translation' and 'mount_rpy' take 3 numbers each")
         self.floor = FloorFrame(tuple(translation), tuple(rpy))
         self.floor_source = "parameters"
         self._mounts: dict[str, FloorFrame] = {}        # skeleton frame -> its mount, from /tf_static

@@ -29,7 +29,7 @@ from ros2_radar_pose.radar.ti_uart import (
     ti_to_ros_axes,
 )
 from ros2_radar_pose.ros.diagnostics import FrameStats, NodeDiagnostics
-from ros2_radar_pose.ros.params import ParameterError, declare, declare_dataclass
+from ros2_radar_pose.ros.params import ParameterError, declare, declare_dataclass, declare_vector
 from ros2_radar_pose.ros.pointcloud2 import CloudDecoder, PointCloudError, cloud_to_pointcloud2
 from ros2_radar_pose.ros.qos import SENSOR_PUBLICATION, SENSOR_SUBSCRIPTION
 from ros2_radar_pose.ros.run import spin_node
@@ -73,10 +73,8 @@ class RadarIngestNode(Node):
                                  f"got {self.uart['device']!r}")
         self.target_frame = param("transform.target_frame", "", "express clouds in this frame (empty: the "
                                   "sensor frame)")
-        translation = param("transform.translation", [0.0, 0.0, 0.0], "sensor origin in target_frame, m")
-        rpy = param("transform.rpy", [0.0, 0.0, 0.0], "sensor roll, pitch, yaw in target_frame, rad")
-        if len(translation) != 3 or len(rpy) != 3:
-            raise ParameterError("parameters 'transform.translation' and 'transform.rpy' take 3 numbers each")
+        translation = declare_vector(self, "transform.translation", [0.0, 0.0, 0.0], "sensor origin in target_frame, m")
+        rpy = declare_vector(self, "transform.rpy", [0.0, 0.0, 0.0], "sensor roll, pitch, yaw in target_frame, rad")
         transform = None
         if self.target_frame:
             transform = RigidTransform(Rotation.from_euler("xyz", rpy).as_matrix(), np.array(translation))

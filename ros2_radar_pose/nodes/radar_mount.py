@@ -15,7 +15,7 @@ from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 
 from ros2_radar_pose import topics
-from ros2_radar_pose.ros.params import ParameterError, declare
+from ros2_radar_pose.ros.params import ParameterError, declare, declare_vector
 from ros2_radar_pose.ros.qos import TF_STATIC
 from ros2_radar_pose.ros.run import spin_node
 from ros2_radar_pose.ros.skeleton import transform_stamped
@@ -27,11 +27,10 @@ class RadarMountNode(Node):
         param = lambda name, default, description="": declare(self, name, default, description)  # noqa: E731
         parent = param("parent_frame", topics.WORLD_FRAME, "the fixed frame, floor at z = 0")
         child = param("child_frame", topics.RADAR_FRAME, "the radar's frame")
-        translation = param("translation", [0.0, 0.0, 1.0], "the radar's position in parent_frame, m")
-        rpy = param("rpy", [0.0, 0.0, 0.0], "the radar's roll, pitch, yaw in parent_frame, rad")
-        if len(translation) != 3 or len(rpy) != 3 or not np.isfinite([*translation, *rpy]).all():
-            raise ParameterError(f"parameters 'translation' and 'rpy' must be 3 finite numbers each, got "
-                                 f"{list(translation)} and {list(rpy)}")
+        translation = declare_vector(self, "translation", [0.0, 0.0, 1.0], "the radar's position in parent_frame, m")
+        rpy = declare_vector(self, "rpy", [0.0, 0.0, 0.0], "the radar's roll, pitch, yaw in parent_frame, rad")
+        if not np.isfinite([*translation, *rpy]).all():
+            raise ParameterError(f"parameters 'translation' and 'rpy' must be finite, got {translation} and {rpy}")
         quaternion = Rotation.from_euler("xyz", rpy).as_quat()                  # x, y, z, w
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=parent)
         self.mount = transform_stamped(header, child, translation, quaternion)

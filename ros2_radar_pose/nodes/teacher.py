@@ -36,7 +36,7 @@ from visualization_msgs.msg import MarkerArray
 from ros2_radar_pose.body.joint_sets import SMPL_24
 from ros2_radar_pose.data.bags import Transform
 from ros2_radar_pose.ros.diagnostics import FrameStats, NodeDiagnostics
-from ros2_radar_pose.ros.params import ParameterError, declare
+from ros2_radar_pose.ros.params import ParameterError, declare, declare_vector
 from ros2_radar_pose.ros.pointcloud2 import CloudDecoder, PointCloudError
 from ros2_radar_pose.ros.qos import IMAGE_SUBSCRIPTIONS, SENSOR_PUBLICATION, SENSOR_SUBSCRIPTION, TF, TF_STATIC
 from ros2_radar_pose.ros.run import spin_node
@@ -62,8 +62,9 @@ class TeacherNode(Node):
         smpl_model = param("smpl_model", "", "SMPL model file (required by hybrik; optional for blazepose)")
         device = param("device", "cpu", "torch device of the hybrik network: cpu, cuda, cuda:1 ...")
         self.radar_frame = param("radar_frame", "radar_link", "the frame the skeleton is published in")
-        xyz = param("camera.xyz", [0.0, 0.0, 0.0], "camera position in radar_frame when TF has none, m")
-        rpy = param("camera.rpy", [0.0, 0.0, 0.0], "camera roll, pitch, yaw in radar_frame (x forward, z up), rad")
+        xyz = declare_vector(self, "camera.xyz", [0.0, 0.0, 0.0], "camera position in radar_frame when TF has none, m")
+        rpy = declare_vector(self, "camera.rpy", [0.0, 0.0, 0.0],
+                             "camera roll, pitch, yaw in radar_frame (x forward, z up), rad")
         self.camera_frame = param("camera.frame_id", "camera_optical_frame",
                                   "the images' optical frame (for camera.publish_static)")
         publish_static = param("camera.publish_static", False, "put camera.xyz/rpy on /tf_static")
@@ -75,8 +76,6 @@ class TeacherNode(Node):
         image_qos = param("image_qos", "reliable", "reliable (most camera drivers) or sensor_data (best effort)")
         if image_qos not in IMAGE_SUBSCRIPTIONS:
             raise ParameterError(f"image_qos must be one of {', '.join(IMAGE_SUBSCRIPTIONS)}, got {image_qos!r}")
-        if len(xyz) != 3 or len(rpy) != 3:
-            raise ParameterError("camera.xyz and camera.rpy take three numbers each")
         try:
             self.backend = make_backend(backend, checkpoint, smpl_model, device)
         except (ValueError, ImportError) as error:   # bad names, missing or wrong files, the missing extra

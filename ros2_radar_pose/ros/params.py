@@ -37,6 +37,14 @@ def declare(node: Node, name: str, default, description: str = ""):
     return type(default)(value)
 
 
+def declare_vector(node: Node, name: str, default: list[float], description: str = "") -> list[float]:
+    """``declare`` for a list of fixed length, the length of ``default`` (a translation, an rpy)."""
+    value = declare(node, name, default, description)
+    if len(value) != len(default):
+        raise ParameterError(f"parameter '{name}' takes {len(default)} numbers, got {value}")
+    return value
+
+
 def declare_dataclass(node: Node, prefix: str, cls):
     """An instance of dataclass ``cls`` whose fields are parameters ``<prefix>.<field>``."""
     return cls(**{f.name: declare(node, f"{prefix}.{f.name}", f.default)
