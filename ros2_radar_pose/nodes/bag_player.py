@@ -29,6 +29,7 @@ from ros2_radar_pose.data.playback import Playback
 from ros2_radar_pose.ros.dds import use_discovery_profile
 from ros2_radar_pose.ros.diagnostics import ERROR, OK, WARN, NodeDiagnostics
 from ros2_radar_pose.ros.params import ParameterError, declare
+from ros2_radar_pose.ros.run import raise_unless_shut_down
 from ros2_radar_pose.ros.time import from_seconds
 
 # A latched topic keeps this many messages at most for late subscribers.
@@ -191,12 +192,8 @@ def main(args=None) -> None:
         code = node.exit_code
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except RuntimeError:
-        # Ctrl-C between the loop's rclpy.ok() and spin_once: rclpy's handler has shut the context
-        # down, and spin_once raises RCLError ("the given context is not valid") before the
-        # KeyboardInterrupt arrives. That is the shutdown; while rclpy is ok it is a fault.
-        if rclpy.ok():
-            raise
+    except RuntimeError as error:
+        raise_unless_shut_down(error)
     except (ParameterError, BagError) as error:  # one clear line, no traceback
         rclpy.logging.get_logger("bag_player").fatal(str(error))
         code = 2

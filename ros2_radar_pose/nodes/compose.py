@@ -28,6 +28,7 @@ from ros2_radar_pose import topics
 from ros2_radar_pose.data.bags import BagError
 from ros2_radar_pose.ros.dds import use_discovery_profile
 from ros2_radar_pose.ros.params import ParameterError
+from ros2_radar_pose.ros.run import raise_unless_shut_down
 
 LOGGER = "radar_pose_run"
 
@@ -123,6 +124,8 @@ def run_graph(specs: list[NodeSpec], params_file: str | Path, ros_args: Sequence
                 player = None
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError as error:
+        raise_unless_shut_down(error)
     finally:
         if executor is not None:
             executor.shutdown(timeout_sec=5.0)   # let running callbacks end before their nodes go

@@ -25,6 +25,7 @@ from ros2_radar_pose.nodes.bag_player import SETTLE_AFTER_MATCH_S
 from ros2_radar_pose.ros.diagnostics import ERROR, OK, WARN, NodeDiagnostics
 from ros2_radar_pose.ros.params import ParameterError, declare
 from ros2_radar_pose.ros.qos import LATCHED_STATUS
+from ros2_radar_pose.ros.run import raise_unless_shut_down
 from ros2_radar_pose.student.checkpoint import CheckpointError
 from ros2_radar_pose.train.trainer import Progress, TrainConfig, TrainingError, train
 
@@ -145,15 +146,22 @@ def main(args=None) -> None:
     rclpy.init(args=args)
     node = None
     code = 0
+
+    def interrupted() -> None:
+        if node is not None:
+            node.stop()
+            node.get_logger().info(f"stopped; resume: true continues from {node.config.out_dir}/last.pt")
+
     try:
         node = TrainerNode()
         while rclpy.ok() and not node.done.is_set():
             rclpy.spin_once(node, timeout_sec=0.1)
         code = node.exit_code
     except (KeyboardInterrupt, ExternalShutdownException):
-        if node is not None:
-            node.stop()
-            node.get_logger().info(f"stopped; resume: true continues from {node.config.out_dir}/last.pt")
+        interrupted()
+    except RuntimeError as error:
+        raise_unless_shut_down(error)
+        interrupted()
     except ParameterError as error:  # one clear line, no traceback
         rclpy.logging.get_logger("trainer").fatal(str(error))
         code = 2

@@ -26,6 +26,15 @@ def spin_node(make_node: Callable[[], Node], name: str, args=None) -> None:
     _spin(make_node, name, args)
 
 
+def raise_unless_shut_down(error: RuntimeError) -> None:
+    """Re-raise ``error``, raised by rclpy's wait or take, unless the context is down. A Ctrl-C that
+    lands between a spin loop's ``rclpy.ok()`` and its ``spin_once`` has rclpy's handler shut the
+    context down, and the wait raises RCLError ("the given context is not valid") before the
+    KeyboardInterrupt arrives: that is the shutdown, not a fault."""
+    if rclpy.ok():
+        raise error
+
+
 def _spin(make_node: Callable[[], Node], name: str, args=None) -> None:
     interrupted = threading.Event()
 
@@ -44,12 +53,12 @@ def _spin(make_node: Callable[[], Node], name: str, args=None) -> None:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except RuntimeError:
+    except RuntimeError as error:
         # Ctrl-C during rclpy's take of a message surfaces as pybind11's bare "Unable to convert
         # call argument" instead of KeyboardInterrupt (seen in radar_ingest under a 20 Hz feed):
         # after a SIGINT that is the shutdown, not a fault.
-        if not interrupted.is_set() and rclpy.ok():
-            raise
+        if not interrupted.is_set():
+            raise_unless_shut_down(error)
     except ParameterError as error:  # one clear line, no traceback
         rclpy.logging.get_logger(name).fatal(str(error))
         raise SystemExit(2) from None
