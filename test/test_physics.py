@@ -175,6 +175,22 @@ def test_a_falling_target_does_not_explode(shape, standing):
     assert speed < 10.0, f"a joint moved at {speed:.1f} m/s"
 
 
+def test_a_twist_that_flips_every_frame_does_not_throw_the_body(shape, standing):
+    # A radar student's spine3 twist can flip by 180 degrees from frame to frame (its three children
+    # are nearly in line); tracked as it comes, the whipping chest throws the body off its feet.
+    positions, rotations = standing
+    target = np.repeat(rotations[None], 60, 0)
+    axis = positions[12] - positions[9]                                  # spine3 -> neck
+    flip = Rotation.from_rotvec(np.pi * axis / np.linalg.norm(axis)).as_matrix()
+    target[1::2, 9] = flip @ target[1::2, 9]
+    still = np.repeat(positions[None], 60, 0)
+    out, _ = run(shape, still, target)
+    assert np.abs(out[:, 0] - positions[0]).max() < 0.02, "the pelvis was thrown"
+    assert sole_depth(out, shape.clearance).max() < 0.03, "a foot left the floor"
+    thrown, _ = run(shape, still, target, TrackerConfig(max_joint_speed=1e3))     # without the bound
+    assert np.abs(thrown[:, 0] - positions[0]).max() > 0.05
+
+
 def test_contact_detection_has_hysteresis():
     config = ContactConfig(down_height=0.05, up_height=0.10, down_speed=0.5, up_speed=1.0, smoothing_s=0.0,
                            release_distance=0.2)

@@ -7,7 +7,8 @@ contact detection -> physics that follows the estimate):
    floor is z = 0; ``FloorFrame`` maps the radar frame there) is smoothed (the 1€ filter per
    joint, physics/filters.py: the kinematic stage's filter) and goes
    through HybrIK's IK on the humanoid's own rest skeleton (body/hybrik_ik.py): local rotations
-   whose bones point at the estimated joints, with the estimate's twists.
+   whose bones point at the estimated joints, with the estimate's twists. No target rotation turns
+   faster than ``max_joint_speed``: a learned estimate's twists can flip from frame to frame.
 2. **Contacts.** Foot contact from the target's sole height and foot speed, with hysteresis
    (physics/contacts.py); a simulated foot that touches the floor lands as soon as the estimate's
    foot is low (``touch_lands``), without waiting for the noisy estimate to slow down.
@@ -91,12 +92,13 @@ class TrackerConfig:
     friction: float = 1.0
     reset_jump: float = 0.5          # m, a root jump between frames that resets
     reset_gap_s: float = 1.0         # s without a frame that resets
+    max_joint_speed: float = 12.0    # rad/s, fastest a target joint rotation may turn (flips of the estimate's)
     contacts: ContactConfig = field(default_factory=ContactConfig)
     smoothing: OneEuroConfig = field(default_factory=OneEuroConfig)
 
     def __post_init__(self):
         positive = ("physics_hz", "joint_gain", "joint_torque", "root_hz", "root_force", "root_torque",
-                    "reset_jump", "reset_gap_s")
+                    "reset_jump", "reset_gap_s", "max_joint_speed")
         for name in positive:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -136,6 +138,19 @@ def _rotation_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
         w, v = -w, -v
     norm = math.sqrt(float(v @ v))
     return v * (2 * math.atan2(norm, w) / norm) if norm > 1e-12 else 2 * v
+
+
+def _turned_towards(current: np.ndarray, target: np.ndarray, max_angle: float) -> np.ndarray:
+    """Rotations (J, 3, 3) from ``current`` towards ``target`` (both (J, 3, 3)), each by at most
+    ``max_angle`` rad. A radar student's twists can flip by up to 180 degrees from one frame to the
+    next (spine3's, whose three children are nearly in line, most of all); tracked as they come,
+    the flips whip the limbs and, through them, throw the whole body."""
+    step = Rotation.from_matrix(target @ current.transpose(0, 2, 1)).as_rotvec()
+    angle = np.linalg.norm(step, axis=-1, keepdims=True)
+    if (angle <= max_angle).all():
+        return target
+    step *= np.minimum(1.0, max_angle / np.maximum(angle, 1e-12))
+    return Rotation.from_rotvec(step).as_matrix() @ current
 
 
 def _quaternions(matrices: np.ndarray) -> np.ndarray:
@@ -223,6 +238,7 @@ class PhysicsTracker:
             local, joints = self.targets(positions, rotations)
             return self._reset(local, joints, stamp)
         local, joints = self.targets(self._filter(positions, gap), rotations)
+        local = _turned_towards(previous[1], local, self.config.max_joint_speed * gap)
         root = joints[0]
         touching = np.array([bool(pybullet.getContactPoints(self.humanoid.id, self.plane, link, -1,
                                                             physicsClientId=self.client))
@@ -242,13 +258,13 @@ class PhysicsTracker:
             velocityGains=[self.config.joint_damping] * len(h.actuated), forces=self._motor_forces,
             physicsClientId=self.client)
         velocity = (root - previous[0]) / gap
-        spin = Rotation.from_matrix(local[0] @ previous[1].T).as_rotvec() / gap
+        spin = Rotation.from_matrix(local[0] @ previous[1][0].T).as_rotvec() / gap
         substeps = min(max(round(gap * self.config.physics_hz), 1), self.config.max_substeps)
         orientation = Rotation.from_matrix(local[0]).as_quat()
         for _ in range(substeps):
             self._drive_root(root, orientation, velocity, spin)
             pybullet.stepSimulation(physicsClientId=self.client)
-        self._previous = (root, local[0], stamp)
+        self._previous = (root, local, stamp)
         state = self._state()
         if state is None:
             return self._reset(local, joints, stamp)
@@ -316,7 +332,7 @@ class PhysicsTracker:
         root = joints[0].copy()
         root[2] -= min(float(self._soles(joints).min()), 0.0)    # a target below the floor comes out on it
         self.humanoid.reset(root, _quaternions(local[0]), _quaternions(local[1:]))
-        self._previous = (root, local[0], stamp)
+        self._previous = (root, local, stamp)
         positions, rotations = self._state()
         return TrackedFrame(positions, rotations, np.zeros(2, dtype=bool), reset=True, substeps=0)
 
