@@ -94,15 +94,30 @@ def test_standing_still_stays_still_for_ten_seconds(shape, standing):
     assert depth.min() > -0.003 and np.abs(depth[20:]).max() < 0.005
 
 
-def test_a_target_below_the_floor_comes_out_on_the_floor(shape, standing):
+def knee_angle(positions: np.ndarray, side: int) -> np.ndarray:
+    """(T,) degrees between thigh and shank of one leg (0: straight), positions (T, 24, 3)."""
+    thigh = positions[:, 4 + side] - positions[:, 1 + side]
+    shank = positions[:, 7 + side] - positions[:, 4 + side]
+    cos = (thigh * shank).sum(-1) / np.linalg.norm(thigh, axis=-1) / np.linalg.norm(shank, axis=-1)
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+@pytest.mark.parametrize("bend_knees", [0.0, 0.5])
+def test_a_target_below_the_floor_comes_out_on_the_floor(shape, standing, bend_knees):
+    # The estimate's 12 cm under the floor is shared: the root rises by (1 - bend_knees) of it and
+    # the planted legs bend for the rest.
     positions, rotations = standing
     sunk = positions - [0.0, 0.0, 0.12]
     frames = 60
-    out, _ = run(shape, np.repeat(sunk[None], frames, 0), np.repeat(rotations[None], frames, 0))
+    out, _ = run(shape, np.repeat(sunk[None], frames, 0), np.repeat(rotations[None], frames, 0),
+                 TrackerConfig(bend_knees=bend_knees))
     depth = sole_depth(out, shape.clearance)
     assert depth.min() > -0.005, f"{-depth.min() * 1000:.1f} mm under the floor"
     assert np.abs(depth[10:]).max() < 0.01                           # on it, not floating above
-    assert out[10:, 0, 2].min() > sunk[0, 2] + 0.1
+    raised = out[20:, 0, 2] - sunk[0, 2]
+    assert np.abs(raised - (1 - bend_knees) * 0.12).max() < 0.025, raised
+    bent = knee_angle(out[20:], 0) - knee_angle(positions[None], 0)
+    assert (bent > 15.0).all() if bend_knees else (np.abs(bent) < 5.0).all(), bent
 
 
 def test_a_noisy_estimate_with_its_feet_under_the_floor_does_not_push_the_body_into_it(shape):
@@ -254,6 +269,8 @@ def test_bad_settings_are_refused(shape):
         TrackerConfig(physics_hz=0.0)
     with pytest.raises(ValueError, match="contact_erp"):
         TrackerConfig(contact_erp=1.5)
+    with pytest.raises(ValueError, match="bend_knees"):
+        TrackerConfig(bend_knees=-0.1)
     with pytest.raises(ValueError, match="contact thresholds"):
         ContactConfig(down_height=0.2, up_height=0.1)
     with pytest.raises(ValueError, match="rest"):

@@ -9,6 +9,11 @@ contact detection -> physics that follows the estimate):
    through HybrIK's IK on the humanoid's own rest skeleton (body/hybrik_ik.py): local rotations
    whose bones point at the estimated joints, with the estimate's twists. No target rotation turns
    faster than ``max_joint_speed``: a learned estimate's twists can flip from frame to frame.
+   A foot planted in the last frame that the estimate puts under the floor is lifted onto it for
+   ``bend_knees`` of its depth, its knee bending to keep the leg's bone lengths; the root's target
+   rises for the rest (``floor_root``). Which one is wrong, the root's height or the legs' bend,
+   the estimate cannot tell: a learned one sees a squat as a straight-legged body going down,
+   while noise on the root lowers the whole body.
 2. **Contacts.** Foot contact from the target's sole height and foot speed, with hysteresis
    (physics/contacts.py); a simulated foot that touches the floor lands as soon as the estimate's
    foot is low (``touch_lands``), without waiting for the noisy estimate to slow down.
@@ -89,6 +94,7 @@ class TrackerConfig:
     touch_lands: bool = True         # a simulated foot touching the floor lands without the estimate slowing
     anchor_prior: float = 20.0       # frames' weight of the landing place in a planted foot's running mean
     floor_root: bool = True          # raise the root's target so the estimate's planted feet are not under the floor
+    bend_knees: float = 0.5          # share of a planted foot's depth under the floor its bent knee takes up
     friction: float = 1.0
     reset_jump: float = 0.5          # m, a root jump between frames that resets
     reset_gap_s: float = 1.0         # s without a frame that resets
@@ -105,6 +111,8 @@ class TrackerConfig:
                 raise ValueError(f"{name} must be finite and > 0, got {value}")
         if not 0 < self.contact_erp <= 1:
             raise ValueError(f"contact_erp must be in (0, 1], got {self.contact_erp}")
+        if not 0 <= self.bend_knees <= 1:
+            raise ValueError(f"bend_knees must be in [0, 1], got {self.bend_knees}")
         for name in ("joint_damping", "root_damping", "pin_force", "anchor_prior", "friction"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
@@ -153,6 +161,25 @@ def _turned_towards(current: np.ndarray, target: np.ndarray, max_angle: float) -
     return Rotation.from_rotvec(step).as_matrix() @ current
 
 
+def _two_bone_knee(hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, toes: np.ndarray, thigh: float,
+                   shank: float) -> np.ndarray:
+    """Where a knee (3,) goes so that bones of lengths ``thigh`` and ``shank`` join ``hip`` to
+    ``ankle`` (both (3,)), bending the way ``knee`` bends now (a straight leg: towards ``toes``
+    (3,), the way the foot points)."""
+    reach = ankle - hip
+    length = float(np.linalg.norm(reach))
+    if length < 1e-6:
+        return knee
+    axis = reach / length
+    length = min(max(length, abs(thigh - shank) + 1e-6), thigh + shank - 1e-6)
+    bend = (knee - hip) - ((knee - hip) @ axis) * axis
+    if np.linalg.norm(bend) < 1e-6:                    # knees go over the toes
+        bend = toes - (toes @ axis) * axis
+    bend /= np.linalg.norm(bend)
+    along = (thigh ** 2 - shank ** 2 + length ** 2) / (2 * length)
+    return hip + along * axis + math.sqrt(max(thigh ** 2 - along ** 2, 0.0)) * bend
+
+
 def _quaternions(matrices: np.ndarray) -> np.ndarray:
     return Rotation.from_matrix(matrices).as_quat()
 
@@ -195,6 +222,9 @@ class PhysicsTracker:
                    for link in self.humanoid.foot_links]
         self._ball_sole = [np.array([0.0, shape.soles[s] - shape.rest[FOOT[s], 1], 0.0]) - centres[s]
                            for s in range(2)]
+        rest = shape.rest
+        self._leg_lengths = [(float(np.linalg.norm(rest[4 + s] - rest[1 + s])),
+                              float(np.linalg.norm(rest[ANKLE[s]] - rest[4 + s]))) for s in range(2)]
         self._pins: list[int | None] = [None, None]
         self._anchors, self._planted = [np.zeros(3), np.zeros(3)], [0, 0]
         self._previous: tuple[np.ndarray, np.ndarray, float] | None = None
@@ -237,7 +267,10 @@ class PhysicsTracker:
             self._filter.reset(positions)
             local, joints = self.targets(positions, rotations)
             return self._reset(local, joints, stamp)
-        local, joints = self.targets(self._filter(positions, gap), rotations)
+        smoothed = self._filter(positions, gap)
+        if self.config.bend_knees > 0:
+            smoothed = self._bend_planted_legs(smoothed)
+        local, joints = self.targets(smoothed, rotations)
         local = _turned_towards(previous[1], local, self.config.max_joint_speed * gap)
         root = joints[0]
         touching = np.array([bool(pybullet.getContactPoints(self.humanoid.id, self.plane, link, -1,
@@ -309,6 +342,27 @@ class PhysicsTracker:
             elif self._pins[side] is not None:
                 pybullet.removeConstraint(self._pins[side], physicsClientId=self.client)
                 self._pins[side] = None
+
+    def _bend_planted_legs(self, positions: np.ndarray) -> np.ndarray:
+        """Floor-frame SMPL-24 ``positions`` (24, 3) with each planted foot (pinned last frame) that
+        is under the floor lifted onto it, its knee bent so thigh and shank keep this body's lengths
+        and the knee stays in the leg's plane. A learned estimate that sinks into the floor has
+        mostly kept the legs straight while the body went down (a squat or a sit seen as a standing
+        body lowered); raising the root instead would undo the real part of the descent."""
+        out = None
+        for side in range(2):
+            if self._pins[side] is None:
+                continue
+            hip, knee, ankle, foot = (1 + side, 4 + side, ANKLE[side], FOOT[side])
+            depth = -min(positions[ankle, 2] - self.shape.clearance[side, 0],
+                         positions[foot, 2] - self.shape.clearance[side, 1])
+            if depth <= 0:
+                continue
+            out = positions.copy() if out is None else out
+            out[[ankle, foot], 2] += self.config.bend_knees * depth
+            out[knee] = _two_bone_knee(out[hip], out[knee], out[ankle], out[foot] - out[ankle],
+                                       *self._leg_lengths[side])
+        return positions if out is None else out
 
     def _soles(self, joints: np.ndarray) -> np.ndarray:
         """(2,) height over the floor of each foot's sole, from floor-frame HYBRIK_29 ``joints``."""
