@@ -26,8 +26,10 @@ def student(config=CONFIG, seed=0):
 
 def clouds(count, seed=0):
     rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 80, count)                  # some over 64
+    sizes[2::5] = 0                                     # frames the radar saw nothing in
     return [np.column_stack([rng.normal([0, 3, 1], 0.4, (n, 3)), rng.normal(0, 0.5, n), rng.uniform(5, 40, n)])
-            .astype(np.float32) for n in rng.integers(0, 80, count)]          # some empty, some over 64
+            .astype(np.float32) for n in sizes]
 
 
 def by_hand(model, body, history):
@@ -61,6 +63,23 @@ def test_push_is_the_models_newest_frame_before_and_after_the_window_fills():
         # float32 rounding (one frame encoded vs W) moves short predicted bones by ~1e-5 rad
         pushed = quaternion_to_matrix(torch.from_numpy(frame.rotations))
         assert geodesic_distance(pushed, rotations).max() < 1e-4
+
+
+def test_the_window_has_points_until_a_window_of_empty_frames():
+    streamer = StreamingStudent(student(), AnthropometricBody())
+    empty = np.zeros((0, 5), np.float32)
+    assert not streamer.window_has_points
+    streamer.push(empty)
+    assert not streamer.window_has_points
+    streamer.push(clouds(2)[1])
+    for _ in range(CONFIG.window - 1):
+        streamer.push(empty)
+        assert streamer.window_has_points
+    streamer.push(empty)
+    assert not streamer.window_has_points
+    streamer.push(clouds(2)[1])
+    streamer.reset()
+    assert not streamer.window_has_points
 
 
 def test_reset_forgets_the_past():

@@ -52,6 +52,34 @@ def test_points_are_a_set_and_empty_frames_are_fine():
     assert torch.isfinite(out.joints).all()
 
 
+def test_a_centred_student_moves_with_the_person():
+    # Where a person stands moves the skeleton, not its shape: shifting every point shifts every
+    # joint by the same and leaves twists and shape alone (an empty frame keeps its anchor).
+    x, mask = clouds()
+    mask[0, 2] = False
+    shift = torch.tensor([1.5, -0.7, 0.3])
+    moved = x.clone()
+    moved[..., :3] += shift
+    student = model()
+    with torch.no_grad():
+        here, there = student(x, mask), student(moved, mask)
+    torch.testing.assert_close(there.joints, here.joints + shift, atol=1e-4, rtol=0)
+    torch.testing.assert_close(there.twist, here.twist, atol=1e-4, rtol=0)
+    torch.testing.assert_close(there.betas, here.betas, atol=1e-4, rtol=0)
+    absolute = model(StudentConfig(**{**SMALL.__dict__, "centred": False}))
+    with torch.no_grad():
+        assert not torch.allclose(absolute(moved, mask).joints, absolute(x, mask).joints + shift, atol=1e-2)
+
+
+def test_an_empty_frame_keeps_the_anchor_before_it_in_the_window():
+    nan = [float("nan")] * 3
+    centroids = torch.tensor([[nan, [1.0, 0.0, 0.0], nan, [2.0, 0.0, 0.0]], [nan] * 4])
+    student = model()
+    student.root_mean.fill_(5.0)
+    torch.testing.assert_close(student.anchors(centroids),
+                               torch.tensor([[[1.0, 0.0, 0.0]] * 3 + [[2.0, 0.0, 0.0]], [[5.0] * 3] * 4]))
+
+
 def test_the_newest_frame_sees_only_the_window():
     # streaming: frames before the window cannot matter; a change in the window does
     x, mask = clouds(window=8)
@@ -78,7 +106,7 @@ def test_a_stretch_longer_than_the_window_gives_every_window():
         assert stretch.shape == (8, 8, 24, 3)
         torch.testing.assert_close(stretch[5], student(x[1:2, 1:9], mask[1:2, 1:9]).joints[0])
         with pytest.raises(ValueError, match="at most 8 frames"):
-            student.decode(torch.zeros(1, 9, SMALL.dim))
+            student.decode(torch.zeros(1, 9, SMALL.dim), torch.zeros(1, 9, 3))
 
 
 def test_bad_input_and_config_are_named():
@@ -91,10 +119,12 @@ def test_bad_input_and_config_are_named():
         StudentConfig(joint_set="coco_17")
 
 
-def test_it_learns_where_the_points_are():
+@pytest.mark.parametrize("centred", [False, True])
+def test_it_learns_where_the_points_are(centred):
     # the root is the centroid of the real points: a few dozen steps must cut the error well down
+    # (a centred student starts there, less its head's offset)
     torch.manual_seed(0)
-    student = RadarPoseStudent(SMALL).train()
+    student = RadarPoseStudent(StudentConfig(**{**SMALL.__dict__, "centred": centred})).train()
     optimizer = torch.optim.AdamW(student.parameters(), lr=3e-3)
 
     def batch():

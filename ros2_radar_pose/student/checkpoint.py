@@ -61,7 +61,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def config_of(payload: dict[str, Any], path: str | Path = "<memory>") -> StudentConfig:
     """The StudentConfig saved in a checkpoint."""
     try:
-        return StudentConfig(**payload["config"])
+        # checkpoints from before anchoring at the cloud's centroid have no "centred": they are not
+        return StudentConfig(**{"centred": False, **payload["config"]})
     except (TypeError, ValueError, KeyError) as error:
         raise CheckpointError(path, f"its student config does not fit this version: {error}") from error
 

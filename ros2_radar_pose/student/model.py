@@ -7,6 +7,17 @@ True for real points. The model normalises its input itself with statistics of i
 (``set_statistics``, kept in the state dict), so a checkpoint is all a node needs.
 Padded points take no part in pooling; a frame without points gets a learned "empty" embedding.
 
+With ``centred`` (the default) each frame is anchored at the centroid of its points: the encoder
+sees the points relative to it, the temporal block sees how the anchors moved within the window
+(relative to the newest frame's), and the root head predicts the root's offset from its frame's
+anchor. The pose then does not depend on where in the room a person stands, only on how the
+cloud looks and moves, so a person seen in a place the training data never had is not pulled
+towards the places it had (an absolute-coordinate student lagged by up to 0.6 m behind a person
+walking towards the radar). A frame without points keeps the anchor of the frame before it in the
+window (the window's first frame with points, for frames before any); a window without any point
+anchors at the training data's mean root. Without ``centred`` (checkpoints made before it) the anchor is always
+that mean root and the points are in the radar frame.
+
 Heads, per frame: the root position (B, W, 3) and the joints relative to it, (B, W, J, 3) of
 ``joint_set``. With ``rotations=True`` (SMPL-based joint sets) the joint head predicts the 29
 HybrIK joints, plus twist angles (cos, sin) of the 23 non-root joints and shape coefficients β,
@@ -44,6 +55,7 @@ class StudentConfig:
     rotations: bool = True            # twist and β heads (SMPL-based joint sets only)
     num_betas: int = 4
     dropout: float = 0.1
+    centred: bool = True              # anchor each frame at its points' centroid (module docstring)
 
     def __post_init__(self):
         joint_set = by_name(self.joint_set)
@@ -110,6 +122,8 @@ class RadarPoseStudent(nn.Module):
         self.temporal = Performer(dim=config.dim, depth=config.depth, heads=config.heads,
                                   dim_head=config.dim // config.heads, nb_features=config.nb_features,
                                   causal=False, ff_dropout=config.dropout, attn_dropout=config.dropout)
+        if config.centred:
+            self.anchor_motion = nn.Linear(3, config.dim)
         self.norm = nn.LayerNorm(config.dim)
         self.root_head = nn.Linear(config.dim, 3)
         self.joint_head = nn.Linear(config.dim, self.predicted_joints * 3)
@@ -119,8 +133,9 @@ class RadarPoseStudent(nn.Module):
 
     @torch.no_grad()
     def set_statistics(self, point_mean: torch.Tensor, point_scale: torch.Tensor, root_mean: torch.Tensor) -> None:
-        """Input normalisation, (5,) mean and scale of the point features, and the mean root
-        position (3,) the root head predicts offsets from, all from the training data."""
+        """Input normalisation, (5,) mean and scale of the point features (centred ones with
+        ``centred``), and the mean root position (3,) (the anchor when there is no point to anchor
+        at), all from the training data."""
         if not (torch.isfinite(point_mean).all() and torch.isfinite(root_mean).all()
                 and torch.isfinite(point_scale).all() and (point_scale > 0).all()):
             raise ValueError("student statistics must be finite, with positive scales")
@@ -134,15 +149,41 @@ class RadarPoseStudent(nn.Module):
         if points.shape[-1] != POINT_FEATURES or mask.shape != points.shape[:-1]:
             raise ValueError(f"points must be (B, W, N, {POINT_FEATURES}) with a (B, W, N) mask, "
                              f"got {tuple(points.shape)} and {tuple(mask.shape)}")
+        if self.config.centred:
+            centroids = frame_centroids(points, mask).nan_to_num(0.0)
+            points = torch.cat([points[..., :3] - centroids.unsqueeze(-2), points[..., 3:]], dim=-1)
         return self.encoder((points - self.point_mean) / self.point_scale, mask)
 
-    def decode(self, tokens: torch.Tensor) -> StudentPose:
-        """Frame tokens (B, W, dim) of one window, newest last -> the pose of each of its frames."""
+    def anchors(self, centroids: torch.Tensor) -> torch.Tensor:
+        """The anchors (B, W, 3) of one window's frames from their centroids (B, W, 3), NaN for a
+        frame without points (``frame_centroids``): see the module docstring."""
+        batch, window = centroids.shape[:2]
+        if not self.config.centred:
+            return self.root_mean.expand(batch, window, 3)
+        has_points = centroids[..., 0].isfinite()
+        index = torch.arange(window, device=centroids.device).expand(batch, window)
+        # the newest frame with points so far; before any, the first frame with points
+        carried = torch.where(has_points, index, -1).cummax(dim=1).values
+        first = has_points.to(torch.int64).argmax(dim=1, keepdim=True).expand(batch, window)
+        carried = torch.where(carried < 0, first, carried)
+        anchors = centroids.gather(1, carried.unsqueeze(-1).expand(batch, window, 3))
+        return torch.where(has_points.any(dim=1)[:, None, None], anchors, self.root_mean.to(anchors.dtype))
+
+    def decode(self, tokens: torch.Tensor, centroids: torch.Tensor, newest_only: bool = False) -> StudentPose:
+        """Frame tokens (B, W, dim) and centroids (B, W, 3) (``frame_centroids``) of one window,
+        newest last -> the pose of each of its frames (of the newest alone, W = 1 in the result, with
+        ``newest_only``)."""
         batch, window = tokens.shape[:2]
         if window > self.config.window:
             raise ValueError(f"the student sees at most {self.config.window} frames, got {window}")
-        hidden = self.norm(self.temporal(tokens + self.frame_position[-window:]))    # (B, W, dim)
-        root = self.root_mean + self.root_head(hidden)
+        anchors = self.anchors(centroids).to(tokens.dtype)
+        tokens = tokens + self.frame_position[-window:]
+        if self.config.centred:
+            tokens = tokens + self.anchor_motion(anchors - anchors[:, -1:])
+        hidden = self.norm(self.temporal(tokens))                                       # (B, W, dim)
+        if newest_only:
+            hidden, anchors, window = hidden[:, -1:], anchors[:, -1:], 1
+        root = anchors + self.root_head(hidden)
         relative = self.joint_head(hidden).view(batch, window, self.predicted_joints, 3)
         joints = root.unsqueeze(2) + relative
         if not self.config.rotations:
@@ -154,10 +195,17 @@ class RadarPoseStudent(nn.Module):
         """Points (B, T, N, 5) and mask (B, T, N) -> the pose of each frame of each window. Up to W
         frames are one window (poses (B, T, ...)); a longer stretch is every window of W frames in
         it, each frame encoded once (poses (B * (T - W + 1), W, ...), see ``windows_of``)."""
-        tokens = self.encode(points, mask)
+        tokens, centroids = self.encode(points, mask), frame_centroids(points, mask)
         if tokens.shape[1] > self.config.window:
-            tokens = windows_of(tokens, self.config.window)
-        return self.decode(tokens)
+            tokens, centroids = windows_of(tokens, self.config.window), windows_of(centroids, self.config.window)
+        return self.decode(tokens, centroids)
+
+
+def frame_centroids(points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The centroid (..., 3) of each frame's real points, points (..., N, 5) and mask (..., N); NaN
+    for a frame without points."""
+    weight = mask.unsqueeze(-1).to(points.dtype)
+    return (points[..., :3] * weight).sum(dim=-2) / weight.sum(dim=-2)
 
 
 def windows_of(x: torch.Tensor, window: int) -> torch.Tensor:

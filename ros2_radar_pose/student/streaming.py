@@ -21,13 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from ros2_radar_pose.body.hybrik_ik import inverse_kinematics
 from ros2_radar_pose.body.models import BodyModel, load_body_model
 from ros2_radar_pose.body.rotations import matrix_to_quaternion
 from ros2_radar_pose.student.inputs import pack_cloud
-from ros2_radar_pose.student.model import RadarPoseStudent, StudentPose
+from ros2_radar_pose.student.model import RadarPoseStudent, StudentPose, frame_centroids
 
 
 @dataclass
@@ -61,36 +60,44 @@ class StreamingStudent:
         device = next(model.parameters()).device
         self.body = (body or load_body_model()).to(device) if config.rotations else None
         self._frames = torch.zeros(1, config.window, config.dim, device=device)     # encoded, newest last
+        self._centroids = torch.full((1, config.window, 3), torch.nan, device=device)
         self.reset()
 
     @torch.inference_mode()
     def reset(self) -> None:
         """Forget every cloud: the window is empty frames again, as at the start of a recording."""
         max_points = self.model.config.max_points
-        empty = self._encode(np.zeros((max_points, 5), np.float32), np.zeros(max_points, bool))
+        empty, _ = self._encode(np.zeros((max_points, 5), np.float32), np.zeros(max_points, bool))
         self._frames.copy_(empty.expand_as(self._frames))
+        self._centroids.fill_(torch.nan)
 
-    def _encode(self, points: np.ndarray, mask: np.ndarray) -> torch.Tensor:
-        """One packed frame (N, 5), (N,) -> its token (1, 1, dim), before the frame position."""
-        model, device = self.model, self._frames.device
+    def _encode(self, points: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """One packed frame (N, 5), (N,) -> its token (1, 1, dim), before the frame position, and its
+        centroid (1, 1, 3), NaN for a frame without points."""
+        device = self._frames.device
         points, mask = (torch.from_numpy(x).to(device)[None, None] for x in (points, mask))
-        return model.encoder((points - model.point_mean) / model.point_scale, mask)
+        return self.model.encode(points, mask), frame_centroids(points, mask)
+
+    @property
+    def window_has_points(self) -> bool:
+        """Whether any frame in the window has points: without any, a pose is the training data's
+        average person at its average place, not anyone the radar sees."""
+        return bool(self._centroids[..., 0].isfinite().any())
 
     @torch.inference_mode()
     def push(self, cloud: np.ndarray) -> FramePose:
         """Add the newest cloud (N, 5) (radar frame, metres, m/s, dB) and predict its frame."""
         model = self.model
-        token = self._encode(*pack_cloud(cloud, model.config.max_points))
+        token, centroid = self._encode(*pack_cloud(cloud, model.config.max_points))
         # Shift by one frame: W tokens of 128 floats, a copy is cheaper than index bookkeeping.
         self._frames[:, :-1] = self._frames[:, 1:].clone()
         self._frames[:, -1:] = token
-        hidden = model.norm(model.temporal(self._frames + model.frame_position)[:, -1:])      # (1, 1, dim)
-        root = model.root_mean + model.root_head(hidden)
-        joints = root.unsqueeze(2) + model.joint_head(hidden).view(1, 1, model.predicted_joints, 3)
+        self._centroids[:, :-1] = self._centroids[:, 1:].clone()
+        self._centroids[:, -1:] = centroid
+        newest = model.decode(self._frames, self._centroids, newest_only=True)
+        joints = newest.joints29 if newest.joints29 is not None else newest.joints
         positions = joints[0, 0, :len(model.joint_set)].double().cpu().numpy()
         if self.body is None:
             return FramePose(positions, None)
-        twist = nn.functional.normalize(model.twist_head(hidden).view(1, 1, 23, 2), dim=-1)
-        newest = StudentPose(root, joints[:, :, :len(model.joint_set)], twist, model.beta_head(hidden), joints)
         rotations = matrix_to_quaternion(global_rotations(newest, self.body)[0, 0]).cpu().numpy()
         return FramePose(positions, rotations)
