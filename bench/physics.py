@@ -9,7 +9,8 @@ the same contacts (the ground truth's; physics/metrics.py), is one of:
   correlated over 1 s; joint errors of 2.5 cm on the trunk and up to 5 cm at the ends of the limbs,
   correlated over 0.15 s; 5 degrees of rotation error) plus 1 cm of white jitter per joint;
 - **a student's output** (``--checkpoint``): the radar simulator's clouds of the motion, through
-  radar_ingest's preprocessing and the streaming student, as the nodes run them.
+  radar_ingest's preprocessing and the streaming student, as the nodes run them, from the first
+  frame the student node would publish (the first with the person's points).
 Each motion is run with ``--seeds`` noise draws; the summary averages ratios and differences over
 every (motion, draw) and gives the worst one too.
 
@@ -84,12 +85,19 @@ def student_sequence(name: str, body, floor: FloorFrame, rng: np.random.Generato
     radar = RadarSimConfig(mount_translation=floor.translation, mount_rpy=floor.rpy)
     session = simulate_session(motion, body, rng, radar=radar)
     student, preprocessor = StreamingStudent(load_student(checkpoint), body), CloudPreprocessor()
-    poses = [student.push(preprocessor.process(cloud, stamp * 1e-9).cloud)
-             for cloud, stamp in zip(session.clouds, session.stamps_ns)]
+    poses, seen = [], []
+    for cloud, stamp in zip(session.clouds, session.stamps_ns):
+        poses.append(student.push(preprocessor.process(cloud, stamp * 1e-9).cloud))
+        seen.append(student.window_has_points)
+    # The node publishes nothing until the person's first points: score from there.
+    first = seen.index(True)
+    if not all(seen[first:]):
+        raise RuntimeError(f"{name}: the person was lost for a whole window; the bench expects them in view")
+    poses = poses[first:]
     positions = np.stack([pose.positions for pose in poses]).astype(np.float64)
     rotations = Rotation.from_quat(np.concatenate([pose.rotations for pose in poses])).as_matrix()
-    truth = floor.to_floor(session.truth_positions.astype(np.float64), np.eye(3))[0]
-    return truth, motion.contacts, motion.betas, positions, rotations.reshape(len(poses), 24, 3, 3)
+    truth = floor.to_floor(session.truth_positions[first:].astype(np.float64), np.eye(3))[0]
+    return truth, motion.contacts[first:], motion.betas, positions, rotations.reshape(len(poses), 24, 3, 3)
 
 
 def run(motions: tuple[str, ...], config: TrackerConfig, seeds: range, checkpoint: str | None = None) -> dict:

@@ -83,6 +83,10 @@ def test_skeletons_match_the_streaming_student_and_come_with_tf(tmp_path, probe,
                                 3.0)
         frames = {tr.child_frame_id for m in probe.tf for tr in m.transforms}
         assert {"body_0", "pelvis_0", "left_wrist_0", "head_0"} <= frames
+        # after a gap, a window of nothing but empty clouds is nobody: no skeleton
+        empty = cloud_to_pointcloud2(np.zeros((0, 5), np.float32), Header(stamp=from_seconds(70.0),
+                                                                          frame_id="radar_link"))
+        assert probe.send_and_receive(empty, timeout=1.0) is None, node.output()
         # a gap restarts the window, as a fresh streaming student does
         header = Header(stamp=from_seconds(80.0), frame_id="radar_link")
         skeleton = probe.send_and_receive(cloud_to_pointcloud2(clouds[0], header))

@@ -4,7 +4,8 @@ Input: ``radar_pose/points`` (radar_ingest's clouds). Output: ``radar_pose/stude
 (PoseArray, the cloud's stamp and frame, the checkpoint's joint set in order, global orientations
 for SMPL-based students, identity otherwise), and with ``publish_tf`` (on when physics refinement
 is off) TF frames of the body (REP-155, ``body_<body_id>`` and ``<joint>_<body_id>``) and markers
-for RViz. ``/diagnostics``: rate, inference time, frames dropped and why.
+for RViz. No skeleton while no frame of the window has points (nobody seen for W frames; counted
+as ``frames_no_person``). ``/diagnostics``: rate, inference time, frames dropped and why.
 
 A missing or unusable checkpoint stops the node at start with one line saying what is wrong.
 """
@@ -92,6 +93,9 @@ class StudentNode(Node):
         except Exception:  # a bug must cost one frame, not the node
             self._drop("internal_error", traceback.format_exc())
             return
+        if not self.student.window_has_points:      # nobody seen for a window: no skeleton of nobody
+            self.stats.handled(seconds=time.perf_counter() - started, no_person=1)
+            return
         finite = np.isfinite(pose.positions).all() and (pose.rotations is None or np.isfinite(pose.rotations).all())
         if not finite:
             self._drop("non_finite_pose", "the network gave NaN or inf")
@@ -111,7 +115,8 @@ class StudentNode(Node):
 
     def _status(self) -> tuple[int, str, dict]:
         report = self.stats.report()
-        values = {**report.values, "inference_ms": 1000 * report.per_frame("seconds"), "joint_set": self.joint_set.name}
+        values = {**report.values, "inference_ms": 1000 * report.per_frame("seconds"), "joint_set": self.joint_set.name,
+                  "frames_no_person": report.totals["no_person"]}
         return report.level, report.message(f"{values['inference_ms']:.1f} ms per frame"), values
 
 
