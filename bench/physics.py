@@ -4,17 +4,19 @@ Motions from the motion library (walk towards the radar, squat, front and side l
 stand up; the average built-in body, 20 Hz). The input, the reference scored in the same run with
 the same contacts (the ground truth's; physics/metrics.py), is one of:
 
-- **student-like noise** (default): the ground truth with data/teacher_noise.py's model without
+- **a student's output** (default: the student the package ships, models/student_sim.pt; another
+  with ``--checkpoint``): the radar simulator's clouds of the motion, through radar_ingest's
+  preprocessing and the streaming student, as the nodes run them, from the first frame the student
+  node would publish (the first with the person's points);
+- **student-like noise** (``--noise``): the ground truth with data/teacher_noise.py's model without
   dropouts or left/right swaps (a root offset mostly along the radar's line of sight, 8 cm,
   correlated over 1 s; joint errors of 2.5 cm on the trunk and up to 5 cm at the ends of the limbs,
-  correlated over 0.15 s; 5 degrees of rotation error) plus 1 cm of white jitter per joint;
-- **a student's output** (``--checkpoint``): the radar simulator's clouds of the motion, through
-  radar_ingest's preprocessing and the streaming student, as the nodes run them, from the first
-  frame the student node would publish (the first with the person's points).
+  correlated over 0.15 s; 5 degrees of rotation error) plus 1 cm of white jitter per joint: what
+  the physics does for a student better than the shipped one.
 Each motion is run with ``--seeds`` noise draws; the summary averages ratios and differences over
 every (motion, draw) and gives the worst one too.
 
-    ./dev.sh bench physics [--physics-hz 200] [--seeds 3] [--motions walk,squat,...] [--checkpoint CKPT]
+    ./dev.sh bench physics [--physics-hz 200] [--seeds 3] [--motions walk,squat,...] [--checkpoint CKPT | --noise]
 
 Prints one JSON line. Targets: foot skating -80 % or better, max penetration <= 5 mm, jitter
 -50 % or better, MPJPE to ground truth at most +5 mm, >= 100 frames/s on one core.
@@ -43,6 +45,7 @@ from ros2_radar_pose.data.teacher_noise import TeacherNoise, teacher_labels  # n
 from ros2_radar_pose.physics.humanoid import BodyShape  # noqa: E402
 from ros2_radar_pose.physics.metrics import plausibility  # noqa: E402
 from ros2_radar_pose.physics.tracker import FloorFrame, PhysicsTracker, TrackerConfig  # noqa: E402
+from ros2_radar_pose.resources import SHIPPED_STUDENT, share_file  # noqa: E402
 
 MOTIONS = ("walk", "squat", "front_lunge", "side_lunge", "sit")
 FPS = 20.0
@@ -157,9 +160,13 @@ def main(argv=None) -> None:
     parser.add_argument("--physics-hz", type=float, default=TrackerConfig.physics_hz)
     parser.add_argument("--seeds", type=int, default=3, help="noise draws per motion (seeds 0 .. N-1)")
     parser.add_argument("--motions", default=",".join(MOTIONS), help="comma-separated motion names")
-    parser.add_argument("--checkpoint", help="a student checkpoint (SMPL-24 with rotations): score physics on its "
-                                             "output on simulated clouds instead of on student-like noise")
+    inputs = parser.add_mutually_exclusive_group()
+    inputs.add_argument("--checkpoint", help="a student checkpoint (SMPL-24 with rotations) whose output on simulated "
+                                             "clouds physics refines (default: the one the package ships)")
+    inputs.add_argument("--noise", action="store_true", help="refine the ground truth with student-like noise instead")
     args = parser.parse_args(argv)
+    if not args.noise and not args.checkpoint:
+        args.checkpoint = str(share_file(SHIPPED_STUDENT))
     torch.set_num_threads(1)
     config = dataclasses.replace(TrackerConfig(), physics_hz=args.physics_hz)
     report = {"benchmark": "physics",

@@ -1,9 +1,10 @@
-"""Files the package ships in its share directory (config/, launch/)."""
+"""Files the package ships in its share directory (config/, launch/, models/)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 PACKAGE = "ros2_radar_pose"
+SHIPPED_STUDENT = "models/student_sim.pt"     # the student the demo and the physics bench run by default
 
 
 def share_file(relative: str) -> Path:

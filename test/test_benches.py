@@ -78,7 +78,7 @@ def test_mars_bench_scores_the_student_and_both_references_on_the_same_frames(ca
 
 
 def test_physics_bench_scores_before_and_after_on_the_same_frames(capsys):
-    physics.main(["--motions", "squat", "--seeds", "1"])
+    physics.main(["--motions", "squat", "--seeds", "1", "--noise"])
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1                                   # one JSON line
     result = json.loads(lines[0])
@@ -88,6 +88,15 @@ def test_physics_bench_scores_before_and_after_on_the_same_frames(capsys):
     assert squat["after"]["penetration_max_mm"] < squat["before"]["penetration_max_mm"]
     assert set(result["targets_met"]) == {"skating", "penetration", "jitter", "mpjpe", "speed"}
     assert result["summary"]["frames_per_s"] > 0
+
+
+def test_physics_bench_refines_the_shipped_student_by_default(capsys):
+    physics.main(["--motions", "side_lunge", "--seeds", "1"])
+    result = json.loads(capsys.readouterr().out)
+    assert result["input"].startswith("student") and result["input"].endswith("student_sim.pt on simulated clouds")
+    lunge = result["motions"]["side_lunge/0"]
+    assert lunge["after"]["penetration_max_mm"] < 5.0 < lunge["before"]["penetration_max_mm"]
+    assert lunge["after"]["jitter_mm"] < lunge["before"]["jitter_mm"]
 
 
 def test_physics_bench_scores_a_students_output_on_simulated_clouds(capsys, tmp_path):

@@ -37,7 +37,7 @@ from ros2_radar_pose.physics.humanoid import BodyShape
 from ros2_radar_pose.physics.tracker import FloorFrame
 from ros2_radar_pose.processes import NodeProcess, start_graph
 from ros2_radar_pose.radar.simulator import BODY, RadarSimConfig
-from ros2_radar_pose.resources import share_file
+from ros2_radar_pose.resources import SHIPPED_STUDENT, share_file
 from ros2_radar_pose.ros.dds import use_discovery_profile
 from ros2_radar_pose.ros.pointcloud2 import pointcloud2_to_array
 from ros2_radar_pose.ros.qos import DIAGNOSTICS, SENSOR_PUBLICATION, TF
@@ -47,7 +47,6 @@ from ros2_radar_pose.ros.time import to_nanoseconds
 # The ground truth the player re-offers from the demo's own bag (reliable): every frame's truth is
 # the yardstick, so none may be lost on the way, as best effort did on a busy machine.
 GROUND_TRUTH = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE)
-SHIPPED_STUDENT = "models/student_sim.pt"
 # What the listener records: each stage's output, as a robot's `ros2 bag record` would.
 RECORDED = {topics.POINTS: "sensor_msgs/msg/PointCloud2", topics.STUDENT_SKELETON: "geometry_msgs/msg/PoseArray",
             topics.SKELETON: "geometry_msgs/msg/PoseArray", topics.TF: "tf2_msgs/msg/TFMessage"}
