@@ -76,7 +76,7 @@ def student_run(name: str, train_bags: list[Path], test_bags: list[Path], args, 
                          init=None if init is None else str(init),
                          batch_size=args.batch_size, windows_per_example=args.windows_per_example, lr=args.lr,
                          student=StudentConfig(joint_set="mars_19", rotations=False, window=args.window, dim=args.dim,
-                                               depth=args.depth),
+                                               depth=args.depth, centred=args.centred),
                          augment=Augment(yaw_deg=args.yaw_deg, shift_m=args.shift_m, scale=args.scale,
                                          point_dropout=args.point_dropout, jitter_m=args.jitter_m, ghosts=args.ghosts),
                          preprocess=args.preprocess, device=args.device, seed=args.seed,
@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--window", type=int, default=16, help="frames (MARS runs at 10 Hz)")
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--depth", type=int, default=4, help="Performer layers")
+    parser.add_argument("--centred", action=argparse.BooleanOptionalAction, default=True,
+                        help="anchor each frame at its points' centroid (the student's default)")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--warmup-steps", type=int, default=100)
     # MARS's subjects stand in one place before one radar; geometric augmentation, point dropout and
@@ -172,8 +174,9 @@ def main(argv: list[str] | None = None) -> dict:
             "benchmark": "mars", "variant": args.variant, "device": args.device, "threads": args.threads,
             "machine": platform.machine(), "torch": torch.__version__,
             "settings": {k: getattr(args, k) for k in ("epochs", "cnn_epochs", "batch_size", "windows_per_example",
-                                                        "window", "dim", "depth", "lr", "yaw_deg", "shift_m", "scale",
-                                                        "point_dropout", "jitter_m", "ghosts", "preprocess",
+                                                        "window", "dim", "depth", "centred", "lr", "yaw_deg",
+                                                        "shift_m", "scale", "point_dropout", "jitter_m", "ghosts",
+                                                        "preprocess",
                                                         "pretrain_minutes", "seed")},
             "within_subjects": within,
             "pretraining": pretrain if pretrained else None,
