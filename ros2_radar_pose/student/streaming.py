@@ -7,8 +7,9 @@ buffer (student/model.py), so no step uses performer-pytorch's causal path.
 
 The buffer holds frames *encoded*: the point encoder pools each frame on its own, so a frame's
 token never changes once made, and a push encodes one frame rather than W (re-encoding the
-window was over half of a push's time). Everything after the encoder is the model's own forward,
-with the heads read at the newest token only; the result equals ``model(points, mask)`` on the
+window was over half of a push's time), next to each frame's centroid (NaN for a frame without
+points; a centred student anchors at them). Everything after the encoder is the model's own
+``decode``, with the heads read at the newest token only; the result equals ``model(points, mask)`` on the
 packed window to float rounding (test/test_streaming.py). Encoded frames belong to the weights
 they were made with: after changing the weights, ``reset``.
 
