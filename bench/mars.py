@@ -107,8 +107,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--window", type=int, default=16, help="frames (MARS runs at 10 Hz)")
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--depth", type=int, default=4, help="Performer layers")
-    parser.add_argument("--centred", action=argparse.BooleanOptionalAction, default=True,
-                        help="anchor each frame at its points' centroid (the student's default)")
+    parser.add_argument("--centred", action=argparse.BooleanOptionalAction, default=False,
+                        help="anchor each frame at its points' centroid, the student's default; off here: MARS "
+                             "people exercise on one spot, and the raw clouds' outliers move the centroid (MAE "
+                             "3.34 cm centred, 1.36 not)")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--warmup-steps", type=int, default=100)
     # MARS's subjects stand in one place before one radar; geometric augmentation, point dropout and
