@@ -171,7 +171,7 @@ def main(argv=None) -> None:
     config = dataclasses.replace(TrackerConfig(), physics_hz=args.physics_hz)
     report = {"benchmark": "physics",
               "input": f"student {args.checkpoint} on simulated clouds" if args.checkpoint
-              else "ground truth + student-like noise (no student checkpoint)",
+              else "ground truth + student-like noise (--noise)",
               "noise": None if args.checkpoint else {**dataclasses.asdict(STUDENT_LIKE),
                                                      "white_jitter_m": WHITE_JITTER},
               "machine": platform.machine(), "threads": 1, "seeds": args.seeds, "fps": FPS,
