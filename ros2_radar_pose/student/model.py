@@ -15,8 +15,8 @@ cloud looks and moves, so a person seen in a place the training data never had i
 towards the places it had (an absolute-coordinate student lagged by up to 0.6 m behind a person
 walking towards the radar). A frame without points keeps the anchor of the frame before it in the
 window (the window's first frame with points, for frames before any); a window without any point
-anchors at the training data's mean root. Without ``centred`` (checkpoints made before it) the anchor is always
-that mean root and the points are in the radar frame.
+anchors at the training data's mean root. Without ``centred`` (checkpoints made before it) the
+anchor is always that mean root and the points are in the radar frame.
 
 Heads, per frame: the root position (B, W, 3) and the joints relative to it, (B, W, J, 3) of
 ``joint_set``. With ``rotations=True`` (SMPL-based joint sets) the joint head predicts the 29
@@ -143,15 +143,15 @@ class RadarPoseStudent(nn.Module):
         self.point_scale.copy_(point_scale)
         self.root_mean.copy_(root_mean)
 
-    def encode(self, points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def encode(self, points: torch.Tensor, mask: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
         """One token per frame, (B, T, dim), for any number of frames T: training encodes a stretch
-        of frames once and cuts it into overlapping windows for ``decode``."""
+        of frames once and cuts it into overlapping windows for ``decode``. ``centroids`` (B, T, 3)
+        are ``frame_centroids(points, mask)``, which ``decode`` needs too."""
         if points.shape[-1] != POINT_FEATURES or mask.shape != points.shape[:-1]:
             raise ValueError(f"points must be (B, W, N, {POINT_FEATURES}) with a (B, W, N) mask, "
                              f"got {tuple(points.shape)} and {tuple(mask.shape)}")
         if self.config.centred:
-            centroids = frame_centroids(points, mask).nan_to_num(0.0)
-            points = torch.cat([points[..., :3] - centroids.unsqueeze(-2), points[..., 3:]], dim=-1)
+            points = centre_points(points, centroids)
         return self.encoder((points - self.point_mean) / self.point_scale, mask)
 
     def anchors(self, centroids: torch.Tensor) -> torch.Tensor:
@@ -195,7 +195,8 @@ class RadarPoseStudent(nn.Module):
         """Points (B, T, N, 5) and mask (B, T, N) -> the pose of each frame of each window. Up to W
         frames are one window (poses (B, T, ...)); a longer stretch is every window of W frames in
         it, each frame encoded once (poses (B * (T - W + 1), W, ...), see ``windows_of``)."""
-        tokens, centroids = self.encode(points, mask), frame_centroids(points, mask)
+        centroids = frame_centroids(points, mask)
+        tokens = self.encode(points, mask, centroids)
         if tokens.shape[1] > self.config.window:
             tokens, centroids = windows_of(tokens, self.config.window), windows_of(centroids, self.config.window)
         return self.decode(tokens, centroids)
@@ -206,6 +207,12 @@ def frame_centroids(points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     for a frame without points."""
     weight = mask.unsqueeze(-1).to(points.dtype)
     return (points[..., :3] * weight).sum(dim=-2) / weight.sum(dim=-2)
+
+
+def centre_points(points: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """Points (..., N, 5) with x, y, z relative to their frame's centroid (..., 3) (a frame without
+    points, NaN centroid, is left as it is), as a centred student's encoder sees them."""
+    return torch.cat([points[..., :3] - centroids.nan_to_num(0.0).unsqueeze(-2), points[..., 3:]], dim=-1)
 
 
 def windows_of(x: torch.Tensor, window: int) -> torch.Tensor:

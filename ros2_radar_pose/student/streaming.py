@@ -9,9 +9,9 @@ The buffer holds frames *encoded*: the point encoder pools each frame on its own
 token never changes once made, and a push encodes one frame rather than W (re-encoding the
 window was over half of a push's time), next to each frame's centroid (NaN for a frame without
 points; a centred student anchors at them). Everything after the encoder is the model's own
-``decode``, with the heads read at the newest token only; the result equals ``model(points, mask)`` on the
-packed window to float rounding (test/test_streaming.py). Encoded frames belong to the weights
-they were made with: after changing the weights, ``reset``.
+``decode``, with the heads read at the newest token only; the result equals
+``model(points, mask)`` on the packed window to float rounding (test/test_streaming.py). Encoded
+frames belong to the weights they were made with: after changing the weights, ``reset``.
 
 With a rotation-predicting student, the 29 joints, twists and shape go through HybrIK's
 analytical IK (body/hybrik_ik.py) to SMPL-24 rotations, turned into global orientations for TF.
@@ -77,7 +77,8 @@ class StreamingStudent:
         centroid (1, 1, 3), NaN for a frame without points."""
         device = self._frames.device
         points, mask = (torch.from_numpy(x).to(device)[None, None] for x in (points, mask))
-        return self.model.encode(points, mask), frame_centroids(points, mask)
+        centroids = frame_centroids(points, mask)
+        return self.model.encode(points, mask, centroids), centroids
 
     @property
     def window_has_points(self) -> bool:

@@ -31,7 +31,13 @@ from tqdm import tqdm
 from ros2_radar_pose import topics
 from ros2_radar_pose.body.joint_sets import by_name
 from ros2_radar_pose.student.checkpoint import CheckpointError, config_of, read_checkpoint, save_checkpoint
-from ros2_radar_pose.student.model import RadarPoseStudent, StudentConfig, frame_centroids, windows_of
+from ros2_radar_pose.student.model import (
+    RadarPoseStudent,
+    StudentConfig,
+    centre_points,
+    frame_centroids,
+    windows_of,
+)
 from ros2_radar_pose.train.dataset import Augment, Recording, WindowDataset, load_bags
 from ros2_radar_pose.train.losses import LossWeights, pose_losses
 
@@ -156,8 +162,7 @@ def _device(name: str, local_rank: int) -> torch.device:
 def data_statistics(recordings: list[Recording], centred: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Point feature mean and scale (5,) over real points (relative to their frame's centroid when
     ``centred``, as the student sees them), and the mean root (3,) over labels."""
-    points = np.concatenate([centred_points(rec.points, rec.mask)[rec.mask] if centred else rec.points[rec.mask]
-                             for rec in recordings])
+    points = np.concatenate([_as_seen(rec, centred)[rec.mask] for rec in recordings])
     roots = np.concatenate([rec.targets[rec.labelled, 0] for rec in recordings])
     roots = roots[np.isfinite(roots).all(-1)]
     if len(points) < 2 or not len(roots):
@@ -166,11 +171,12 @@ def data_statistics(recordings: list[Recording], centred: bool) -> tuple[torch.T
     return (torch.as_tensor(points.mean(axis=0)), torch.as_tensor(scale), torch.as_tensor(roots.mean(axis=0)))
 
 
-def centred_points(points: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Points (T, N, 5) with x, y, z relative to their frame's centroid (mask (T, N)), as a centred
-    student's encoder sees them."""
-    centroid = np.nan_to_num(frame_centroids(torch.from_numpy(points), torch.from_numpy(mask)).numpy())
-    return np.concatenate([points[..., :3] - centroid[:, None], points[..., 3:]], axis=-1)
+def _as_seen(recording: Recording, centred: bool) -> np.ndarray:
+    """A recording's points (T, N, 5) as the student's encoder takes them in, before normalising."""
+    if not centred:
+        return recording.points
+    points = torch.from_numpy(recording.points)
+    return centre_points(points, frame_centroids(points, torch.from_numpy(recording.mask))).numpy()
 
 
 def schedule(warmup: int, total: int) -> Callable[[int], float]:
