@@ -34,6 +34,7 @@ from ros2_radar_pose.body.joint_sets import HYBRIK_29, SMPL_24
 FOOT_LENGTH = 0.152          # heel to toe tip, fraction of standing height (Winter 2009)
 FOOT_BREADTH = 0.055         # fraction of standing height
 TOE_BOX_HEIGHT = 0.015       # fraction of standing height
+HIP, KNEE = (1, 2), (4, 5)                             # HYBRIK_29 (and SMPL-24) indices, left then right
 ANKLE, FOOT, TOE = (7, 8), (10, 11), (27, 28)          # HYBRIK_29 indices, left then right
 SEGMENT_END = {0: None, 9: 12, **BONE_CHILD}            # the joint each segment's capsule reaches
 # Toes and hands ride rigidly on their parents: twelve fewer degrees of freedom and motor rows for

@@ -49,7 +49,7 @@ from scipy.spatial.transform import Rotation
 from ros2_radar_pose.body.hybrik_ik import inverse_kinematics, skeleton_targets
 from ros2_radar_pose.physics.contacts import ContactConfig, ContactDetector, sole_heights
 from ros2_radar_pose.physics.filters import OneEuroConfig, OneEuroFilter
-from ros2_radar_pose.physics.humanoid import ACTUATED, ANKLE, FOOT, TOE, BodyShape, Humanoid
+from ros2_radar_pose.physics.humanoid import ACTUATED, ANKLE, FOOT, HIP, KNEE, TOE, BodyShape, Humanoid
 
 GRAVITY = 9.81
 
@@ -223,8 +223,8 @@ class PhysicsTracker:
         self._ball_sole = [np.array([0.0, shape.soles[s] - shape.rest[FOOT[s], 1], 0.0]) - centres[s]
                            for s in range(2)]
         rest = shape.rest
-        self._leg_lengths = [(float(np.linalg.norm(rest[4 + s] - rest[1 + s])),
-                              float(np.linalg.norm(rest[ANKLE[s]] - rest[4 + s]))) for s in range(2)]
+        self._leg_lengths = [(float(np.linalg.norm(rest[KNEE[s]] - rest[HIP[s]])),
+                              float(np.linalg.norm(rest[ANKLE[s]] - rest[KNEE[s]]))) for s in range(2)]
         self._pins: list[int | None] = [None, None]
         self._anchors, self._planted = [np.zeros(3), np.zeros(3)], [0, 0]
         self._previous: tuple[np.ndarray, np.ndarray, float] | None = None
@@ -353,7 +353,7 @@ class PhysicsTracker:
         for side in range(2):
             if self._pins[side] is None:
                 continue
-            hip, knee, ankle, foot = (1 + side, 4 + side, ANKLE[side], FOOT[side])
+            hip, knee, ankle, foot = HIP[side], KNEE[side], ANKLE[side], FOOT[side]
             depth = -min(positions[ankle, 2] - self.shape.clearance[side, 0],
                          positions[foot, 2] - self.shape.clearance[side, 1])
             if depth <= 0:
