@@ -159,3 +159,55 @@ def test_streaming_leaves_the_ik_usable_with_gradients():
     twist = torch.tensor([1.0, 0.0], dtype=torch.float64).repeat(1, 23, 1)
     inverse_kinematics(targets, twist, rest).local_rotations.sum().backward()
     assert torch.isfinite(targets.grad).all()
+
+
+def test_the_traced_push_equals_the_eager_one_and_sees_weights_changed_in_place():
+    model, body = student(seed=2), AnthropometricBody()
+    traced, eager = StreamingStudent(model, body), StreamingStudent(model, body, traced=False)
+    assert isinstance(traced._newest, torch.jit.ScriptModule) and not isinstance(eager._newest, torch.jit.ScriptModule)
+
+    def same(a, b):
+        np.testing.assert_allclose(a.positions, b.positions, atol=1e-5)
+        angle = geodesic_distance(quaternion_to_matrix(torch.from_numpy(a.rotations)),
+                                  quaternion_to_matrix(torch.from_numpy(b.rotations)))
+        assert float(angle.max()) < 1e-4
+
+    stream = clouds(2 * CONFIG.window, seed=6)
+    for cloud in stream[:CONFIG.window]:
+        same(traced.push(cloud), eager.push(cloud))
+    with torch.no_grad():          # in place, as load_state_dict does: half a metre the eager push sees
+        model.root_head.bias.add_(torch.tensor([0.5, 0.0, 0.0]))
+    traced.reset(), eager.reset()
+    for cloud in stream[CONFIG.window:]:
+        same(traced.push(cloud), eager.push(cloud))
+
+
+def test_a_module_that_cannot_be_traced_runs_eagerly_with_a_warning(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise RuntimeError("no tracing here")
+
+    monkeypatch.setattr(torch.jit, "trace", refuse)
+    model = student()
+    with pytest.warns(RuntimeWarning, match="no tracing here"):
+        streamer = StreamingStudent(model, AnthropometricBody())
+    history = []
+    for cloud in clouds(4, seed=7):
+        frame = streamer.push(cloud)
+        history.append(cloud)
+    np.testing.assert_allclose(frame.positions, by_hand(model, AnthropometricBody(), history)[0].double().numpy(),
+                               atol=1e-5)
+
+
+def test_the_traced_push_with_an_smpl_body_equals_the_eager_one(tmp_path):
+    from smpl_synthetic import synthetic_smpl_arrays
+
+    from ros2_radar_pose.body.models import SMPLBody
+
+    np.savez(tmp_path / "smpl.npz", **synthetic_smpl_arrays())
+    model, body = student(seed=3), SMPLBody(tmp_path / "smpl.npz")
+    traced, eager = StreamingStudent(model, body), StreamingStudent(model, body, traced=False)
+    assert isinstance(traced._newest, torch.jit.ScriptModule)
+    for cloud in clouds(CONFIG.window + 2, seed=8):
+        ours, theirs = traced.push(cloud), eager.push(cloud)
+        np.testing.assert_allclose(ours.positions, theirs.positions, atol=1e-5)
+        np.testing.assert_allclose(np.abs((ours.rotations * theirs.rotations).sum(-1)), 1.0, atol=1e-6)
