@@ -105,6 +105,9 @@ def test_augmentation_moves_points_and_labels_together_and_repeats_by_seed(sim_b
     ratio = spread(after, after[:, :1]) / spread(before, before[:, :1]).clamp(min=1e-6)
     assert torch.allclose(ratio[:, 1:], ratio[:, 1:].mean(), atol=1e-3)
     assert not torch.allclose(a["targets"][known], b["targets"][known])
+    # about the feet: a person of another size stands on the same floor (radar frame z = 0: the radar)
+    assert float(b["targets"][known][..., 2].min()) == pytest.approx(float(a["targets"][known][..., 2].min()), abs=1e-5)
+    assert abs(float(ratio[:, 1:].mean()) - 1) > 1e-3                     # and it did scale
     torch.testing.assert_close(moved[100]["targets"], b["targets"], equal_nan=True)   # same (seed, epoch, index)
     moved.set_epoch(1)
     assert not torch.allclose(torch.nan_to_num(moved[100]["targets"]), torch.nan_to_num(b["targets"]))

@@ -272,8 +272,12 @@ def _augment(example: dict[str, np.ndarray], aug: Augment, rng: np.random.Genera
     turn = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32)
     shift = np.array([*rng.normal(0.0, aug.shift_m, 2), 0.0], dtype=np.float32)
     scale = np.float32(rng.uniform(1 - aug.scale, 1 + aug.scale))
-    centre = np.nanmean(targets[:, 0], axis=0) if example["labelled"].any() else np.zeros(3, np.float32)
-    centre = np.array([centre[0], centre[1], 0.0], dtype=np.float32)      # scale about the feet's height
+    labelled = example["labelled"].any()
+    centre = np.nanmean(targets[:, 0], axis=0) if labelled else np.zeros(3, np.float32)
+    # Scale about the feet (the window's lowest joint), not the radar's height (z = 0 in the radar
+    # frame): a smaller person stands on the same floor, lower at the head, not raised at the feet.
+    feet = np.nanmin(targets[..., 2]) if labelled else 0.0
+    centre = np.array([centre[0], centre[1], feet], dtype=np.float32)
 
     def move(xyz: np.ndarray) -> np.ndarray:
         return ((xyz - centre) * scale + centre) @ turn.T + shift
