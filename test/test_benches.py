@@ -5,6 +5,7 @@ import pytest
 
 from bench import attention, load, mars, physics, sim_vs_real, simulate, student_latency, teacher
 from ros2_radar_pose.data.mars import available
+from ros2_radar_pose.student.checkpoint import read_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -65,9 +66,10 @@ def test_student_latency_bench_reports_push_percentiles_and_its_reference(capsys
 
 
 @pytest.mark.skipif(not mars_available(), reason="MARS data not found (../shared/data/mars or $RADAR_POSE_MARS)")
-def test_mars_bench_scores_the_student_and_both_references_on_the_same_frames(capsys):
+def test_mars_bench_scores_the_student_and_both_references_on_the_same_frames(capsys, tmp_path):
     result = mars.main(["--epochs", "1", "--cnn-epochs", "1", "--dim", "32", "--depth", "1", "--window", "4",
-                        "--windows-per-example", "4", "--batch-size", "16", "--threads", "2"])
+                        "--windows-per-example", "4", "--batch-size", "16", "--threads", "2", "--cross",
+                        "--workdir", str(tmp_path)])
     within = result["within_subjects"]
     frames = {within[k]["frames"] for k in ("student", "mean_pose", "mars_cnn")}
     assert frames == {2362 + 1769}                           # subjects 1 and 3, test split, every frame
@@ -75,6 +77,16 @@ def test_mars_bench_scores_the_student_and_both_references_on_the_same_frames(ca
     assert 0 < result["student_mae_cm"] < 30 and 0 < result["mars_cnn_mae_cm"] < 300   # one epoch each
     assert result["student_over_cnn"] == round(result["student_mae_cm"] / result["mars_cnn_mae_cm"], 3)
     assert result["target_mae_met"] == (result["student_mae_cm"] <= 1.2)
+    cross = result["cross_subject"]
+    assert cross["subject1_to_subject3"]["student"]["frames"] == 1783 + 1769            # all of subject 3
+    assert result["target_cross_met"] == all(r["student_over_mean_pose"] <= 0.4 for r in cross.values())
+
+    def augment(run):
+        return read_checkpoint(tmp_path / run / "student.pt")["train_config"]["augment"]
+    # people of another size and place only across subjects
+    assert (augment("student")["scale"], augment("student")["shift_m"]) == (0.0, 0.0)
+    for run in ("cross_subject1", "cross_subject3"):
+        assert (augment(run)["scale"], augment(run)["shift_m"]) == (0.08, 0.1)
     assert capsys.readouterr().out.count("\n") == 1
 
 
