@@ -85,8 +85,7 @@ class _NewestFrame(nn.Module):
 
     def forward(self, frames: torch.Tensor, centroids: torch.Tensor) -> tuple[torch.Tensor, ...]:
         newest = self.model.decode(frames, centroids, newest_only=True)
-        joints = newest.joints29 if newest.joints29 is not None else newest.joints
-        positions = joints[0, 0, :len(self.model.joint_set)].double()
+        positions = newest.joints[0, 0].double()              # the joint set's, the first of joints29
         if self.body is None:
             return (positions,)
         return positions, matrix_to_quaternion(global_rotations(newest, self.body)[0, 0])
