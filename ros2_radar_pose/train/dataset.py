@@ -290,10 +290,10 @@ def _augment(example: dict[str, np.ndarray], aug: Augment, rng: np.random.Genera
     points[..., 4] += rng.normal(0.0, aug.jitter_intensity, mask.shape).astype(np.float32)
     points[..., :3] = xyz
     # Ghosts: points near the person (multipath, clutter) in free slots, with weak intensity.
+    root = np.nanmean(example["targets"][:, 0], axis=0) if labelled else None
     for frame, count in enumerate(rng.poisson(aug.ghosts, len(mask))):
         free = np.flatnonzero(~mask[frame])[:count]
-        if len(free) and example["labelled"].any():
-            root = np.nanmean(example["targets"][:, 0], axis=0)
+        if len(free) and labelled:
             points[frame, free, :3] = root + rng.normal(0.0, [0.8, 0.8, 0.6], (len(free), 3))
             points[frame, free, 3] = rng.normal(0.0, 0.5, len(free))
             points[frame, free, 4] = rng.uniform(5.0, 15.0, len(free))
