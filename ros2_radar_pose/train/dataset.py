@@ -199,7 +199,7 @@ class Augment:
 
     yaw_deg: float = 30.0             # rotation about the vertical axis through the radar
     shift_m: float = 0.3              # horizontal translation (standard deviation)
-    scale: float = 0.08               # body size, about the person's root: uniform in 1 ± scale
+    scale: float = 0.08               # body size, about the feet below the root: uniform in 1 ± scale
     point_dropout: float = 0.1        # chance each point is dropped
     jitter_m: float = 0.01            # Gaussian noise on x, y, z
     jitter_velocity: float = 0.05     # ... on radial velocity (m/s)
