@@ -1,5 +1,6 @@
 """Training from bags: pairing and reporting, targets, windows, augmentation, losses, the loop,
 exact resume after a stop, fine-tuning, bad input, and two processes through torchrun (gloo)."""
+import dataclasses
 import json
 import os
 import shutil
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import console_script
+from scipy.spatial.transform import Rotation
 
 from ros2_radar_pose import topics
 from ros2_radar_pose.body.joint_sets import HYBRIK_29, MARS_19, SMPL_24
@@ -17,7 +19,7 @@ from ros2_radar_pose.data.bags import BagError, BagWriter
 from ros2_radar_pose.data.synthetic import simulate_bag
 from ros2_radar_pose.student.checkpoint import CheckpointError, load_student, read_checkpoint, save_checkpoint
 from ros2_radar_pose.student.model import RadarPoseStudent, StudentConfig, StudentPose, windows_of
-from ros2_radar_pose.train.dataset import NO_AUGMENT, Augment, WindowDataset, load_bag
+from ros2_radar_pose.train.dataset import NO_AUGMENT, Augment, WindowDataset, _mirror, _rotation_targets, load_bag
 from ros2_radar_pose.train.evaluate import predict_last_frames
 from ros2_radar_pose.train.losses import pose_losses
 from ros2_radar_pose.train.trainer import TrainConfig, TrainingError, epoch_batches, train
@@ -113,6 +115,39 @@ def test_augmentation_moves_points_and_labels_together_and_repeats_by_seed(sim_b
     assert not torch.allclose(torch.nan_to_num(moved[100]["targets"]), torch.nan_to_num(b["targets"]))
     noisy = WindowDataset(recordings, 8, Augment(ghosts=5.0), seed=1)[100]
     assert noisy["mask"].sum() != a["mask"].sum() and torch.isfinite(noisy["points"]).all()
+
+
+def test_mirror_augmentation_gives_the_labels_of_the_mirrored_person(sim_bag):
+    recordings, _ = load_bag(sim_bag, "smpl_24", rotations=True)
+    rec = recordings[0]
+    known = rec.labelled
+    assert np.abs(rec.twist[known][..., 1]).max() > 0.3          # twists to get wrong: a sign error would show
+    # The mirrored person labelled from scratch: y -> -y in the radar frame. A joint's orientation maps
+    # the body's own frame, whose left-right axis is x, so it becomes M R M_body on the other side's joint.
+    side = list(SMPL_24.mirrored)
+    radar, body = np.diag([1.0, -1.0, 1.0]), np.diag([-1.0, 1.0, 1.0])
+    rotations = Rotation.from_quat(rec.orientations[known].reshape(-1, 4)).as_matrix().reshape(-1, 24, 3, 3)
+    image_rotations = radar @ rotations[:, side] @ body
+    image_positions = rec.targets[known][:, :24][:, side] * np.array([1.0, -1.0, 1.0], np.float32)
+    quaternions = Rotation.from_matrix(image_rotations.reshape(-1, 3, 3)).as_quat().reshape(-1, 24, 4)
+    targets, twist = _rotation_targets(image_positions, quaternions, np.ones(int(known.sum()), bool))
+
+    example = {"points": rec.points[known].copy(), "targets": rec.targets[known].copy(),
+               "twist": rec.twist[known].copy()}
+    _mirror(example, HYBRIK_29.mirrored)
+    np.testing.assert_allclose(example["targets"], targets, atol=1e-4)
+    np.testing.assert_allclose(example["twist"], twist, atol=1e-4)
+    np.testing.assert_array_equal(example["points"][..., 1], -rec.points[known][..., 1])
+    np.testing.assert_array_equal(example["points"][..., [0, 2, 3, 4]], rec.points[known][..., [0, 2, 3, 4]])
+
+    # the dataset mirrors a window with the chance asked for
+    plain = WindowDataset(recordings, 8, NO_AUGMENT)
+    for chance, low, high in ((1.0, 40, 40), (0.5, 10, 30), (0.0, 0, 0)):
+        dataset = WindowDataset(recordings, 8, dataclasses.replace(NO_AUGMENT, mirror=chance))
+        mirrored = sum(torch.allclose(torch.nan_to_num(dataset[i]["targets"][..., 1]),
+                                      torch.nan_to_num(-plain[i]["targets"][..., HYBRIK_29.mirrored, 1]))
+                       for i in range(60, 100))
+        assert low <= mirrored <= high, chance
 
 
 def test_losses_vanish_at_the_truth_and_ignore_what_is_unknown():

@@ -56,6 +56,19 @@ class JointSet:
             return 0 if self.parents[joint] < 0 else 1 + depth(self.parents[joint])
         return tuple(depth(j) for j in range(len(self)))
 
+    @property
+    def mirrored(self) -> tuple[int, ...]:
+        """For each joint, the index of its mirror image: left and right joints trade places, the
+        midline keeps its own (``left_hip`` <-> ``right_hip``, ``HipLeft`` <-> ``HipRight``)."""
+        def other_side(name: str) -> str:
+            for left, right in (("left", "right"), ("Left", "Right")):
+                if left in name:
+                    return name.replace(left, right)
+                if right in name:
+                    return name.replace(right, left)
+            return name
+        return tuple(self.index(other_side(n)) for n in self.names)
+
     def subset(self, name: str, names: tuple[str, ...]) -> JointSet:
         """The joints ``names`` (in that order), each parented to its nearest kept ancestor."""
         def kept_ancestor(joint: int) -> int:

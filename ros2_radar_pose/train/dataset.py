@@ -27,7 +27,7 @@ import torch
 
 from ros2_radar_pose import topics
 from ros2_radar_pose.body.hybrik_ik import skeleton_targets
-from ros2_radar_pose.body.joint_sets import JOINT_SETS, JointSet, by_name, mapping
+from ros2_radar_pose.body.joint_sets import JOINT_SETS, SMPL_24, JointSet, by_name, mapping
 from ros2_radar_pose.body.models import AnthropometricBody
 from ros2_radar_pose.body.rotations import quaternion_to_matrix
 from ros2_radar_pose.data.bags import BagError, BagReader
@@ -205,6 +205,8 @@ class Augment:
     jitter_velocity: float = 0.05     # ... on radial velocity (m/s)
     jitter_intensity: float = 1.0     # ... on intensity (dB)
     ghosts: float = 1.0               # mean number of ghost points added per frame (Poisson)
+    mirror: float = 0.0               # chance of a mirror image: y -> -y (the radar's left and right), joints
+                                      # and twists of the left and right limbs trade places
 
 
 NO_AUGMENT = Augment(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
@@ -235,6 +237,8 @@ class WindowDataset(torch.utils.data.Dataset):
                     ends.append((r, t))
         self.index = np.array(sorted(ends), dtype=np.int64).reshape(-1, 2)       # in time order
         self.with_twist = bool(self.recordings) and all(rec.twist is not None for rec in self.recordings)
+        joints = self.recordings[0].targets.shape[1] if self.recordings else 0
+        self.mirrored = JOINT_SET_BY_COUNT[joints].mirrored if augment and augment.mirror > 0 else None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -261,11 +265,14 @@ class WindowDataset(torch.utils.data.Dataset):
         if self.with_twist:
             example["twist"] = padded(rec.twist, np.nan)
         if self.augment is not None and self.augment != NO_AUGMENT:
-            _augment(example, self.augment, np.random.default_rng([self.seed, self.epoch, int(i)]))
+            _augment(example, self.augment, np.random.default_rng([self.seed, self.epoch, int(i)]), self.mirrored)
         return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in example.items()}
 
 
-def _augment(example: dict[str, np.ndarray], aug: Augment, rng: np.random.Generator) -> None:
+def _augment(example: dict[str, np.ndarray], aug: Augment, rng: np.random.Generator,
+             mirrored: tuple[int, ...] | None = None) -> None:
+    if aug.mirror > 0 and rng.random() < aug.mirror:     # no draw without mirroring: old runs stay as they were
+        _mirror(example, mirrored)
     points, mask, targets = example["points"], example["mask"], example["targets"]
     angle = np.deg2rad(rng.uniform(-aug.yaw_deg, aug.yaw_deg))
     c, s = np.cos(angle), np.sin(angle)
@@ -299,3 +306,15 @@ def _augment(example: dict[str, np.ndarray], aug: Augment, rng: np.random.Genera
             points[frame, free, 4] = rng.uniform(5.0, 15.0, len(free))
             mask[frame, free] = True
     points[~mask] = 0.0
+
+
+def _mirror(example: dict[str, np.ndarray], mirrored: tuple[int, ...]) -> None:
+    """The window's mirror image in the radar's x-z plane (y -> -y): radial velocity and intensity
+    are the same for the image, the left and right joints trade places and each twist turns the
+    other way (a reflection reverses the sense of rotation about the mirrored bone)."""
+    example["points"][..., 1] *= -1
+    example["targets"] = example["targets"][:, list(mirrored)] * np.array([1.0, -1.0, 1.0], np.float32)
+    if "twist" in example:
+        # twist k is joint k + 1's; joint 0 (the root) has none and is its own image
+        order = [SMPL_24.mirrored[k + 1] - 1 for k in range(example["twist"].shape[1])]
+        example["twist"] = example["twist"][:, order] * np.array([1.0, -1.0], np.float32)
