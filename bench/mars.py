@@ -78,11 +78,13 @@ def student_run(name: str, train_bags: list[Path], test_bags: list[Path], args, 
     config = TrainConfig(bags=[str(b) for b in train_bags], out_dir=str(workdir / name), epochs=epochs or args.epochs,
                          init=None if init is None else str(init),
                          batch_size=args.batch_size, windows_per_example=args.windows_per_example, lr=args.lr,
+                         weight_decay=args.weight_decay,
                          student=StudentConfig(joint_set="mars_19", rotations=False, window=args.window, dim=args.dim,
-                                               depth=args.depth, centred=args.centred),
+                                               depth=args.depth, dropout=args.dropout, centred=args.centred),
                          augment=Augment(yaw_deg=args.yaw_deg, shift_m=args.shift_m if shift_m is None else shift_m,
                                          scale=args.scale if scale is None else scale,
-                                         point_dropout=args.point_dropout, jitter_m=args.jitter_m, ghosts=args.ghosts),
+                                         point_dropout=args.point_dropout, jitter_m=args.jitter_m, ghosts=args.ghosts,
+                                         mirror=args.mirror),
                          preprocess=args.preprocess, device=args.device, seed=args.seed,
                          warmup_steps=args.warmup_steps, progress_bar=args.progress)
     started = time.perf_counter()
@@ -116,6 +118,8 @@ def main(argv: list[str] | None = None) -> dict:
                              "people exercise on one spot, and the raw clouds' outliers move the centroid (MAE "
                              "3.34 cm centred, 1.36 not)")
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--weight-decay", type=float, default=0.01, help="AdamW's")
+    parser.add_argument("--dropout", type=float, default=0.1, help="the Performer's attention and feed-forward dropout")
     parser.add_argument("--warmup-steps", type=int, default=100)
     # MARS's subjects stand in one place before one radar; geometric augmentation, point dropout and
     # ghosts cost accuracy here (60 epochs: MAE 4.58 cm with yaw 5, shift 0.05, scale 0.05 and the
@@ -127,6 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--point-dropout", type=float, default=0.0, help="augmentation: share of points dropped")
     parser.add_argument("--jitter-m", type=float, default=0.0, help="augmentation: noise on point positions")
     parser.add_argument("--ghosts", type=float, default=0.0, help="augmentation: ghost points per frame")
+    parser.add_argument("--mirror", type=float, default=0.0, help="augmentation: chance of a left-right mirror image")
     # Across subjects the people differ: MARS subject 3 is about 11 cm shorter than subject 1 (head over
     # ankle), so the cross-subject runs augment body size and place (MAE / mean pose's, 1 -> 3 and 3 -> 1:
     # 0.640 and 0.700 with these, 0.693 and 0.770 without).
@@ -186,11 +191,10 @@ def main(argv: list[str] | None = None) -> dict:
         result = {
             "benchmark": "mars", "variant": args.variant, "device": args.device, "threads": args.threads,
             "machine": platform.machine(), "torch": torch.__version__,
-            "settings": {k: getattr(args, k) for k in ("epochs", "cnn_epochs", "batch_size", "windows_per_example",
-                                                        "window", "dim", "depth", "centred", "lr", "yaw_deg",
-                                                        "shift_m", "scale", "point_dropout", "jitter_m", "ghosts",
-                                                        "cross_scale", "cross_shift_m", "preprocess",
-                                                        "pretrain_minutes", "seed")},
+            "settings": {k: getattr(args, k) for k in (
+                "epochs", "cnn_epochs", "batch_size", "windows_per_example", "window", "dim", "depth", "dropout",
+                "centred", "lr", "weight_decay", "yaw_deg", "shift_m", "scale", "point_dropout", "jitter_m", "ghosts",
+                "mirror", "cross_scale", "cross_shift_m", "preprocess", "pretrain_minutes", "seed")},
             "within_subjects": within,
             "pretraining": pretrain if pretrained else None,
             "student_mae_cm": student_mae, "mars_cnn_mae_cm": cnn_mae,
