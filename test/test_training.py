@@ -209,17 +209,28 @@ def test_training_learns_and_eval_beats_the_mean_pose(sim_bag, tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_after_a_stop_gives_exactly_the_uninterrupted_model(sim_bag, tmp_path):
-    whole = train(config(sim_bag, tmp_path / "whole"), log=quiet)
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_after_a_stop_gives_exactly_the_uninterrupted_model(sim_bag, tmp_path, ema):
+    whole = train(config(sim_bag, tmp_path / "whole", ema=ema), log=quiet)
     polls = iter(range(1000))
-    stopped = train(config(sim_bag, tmp_path / "crash"), should_stop=lambda: next(polls) == 30, log=quiet)
+    stopped = train(config(sim_bag, tmp_path / "crash", ema=ema), should_stop=lambda: next(polls) == 30, log=quiet)
     assert stopped.stopped_early and stopped.steps == 31 and not (tmp_path / "crash" / "student.pt").exists()
-    resumed = train(config(sim_bag, tmp_path / "crash", resume=True), log=quiet)
+    resumed = train(config(sim_bag, tmp_path / "crash", resume=True, ema=ema), log=quiet)
     assert resumed.steps == whole.steps
     a, b = read_checkpoint(whole.checkpoint)["model"], read_checkpoint(resumed.checkpoint)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(TrainingError, match="steps in all"):
-        train(config(sim_bag, tmp_path / "crash", resume=True, epochs=3), log=quiet)
+        train(config(sim_bag, tmp_path / "crash", resume=True, epochs=3, ema=ema), log=quiet)
+    last = read_checkpoint(tmp_path / "whole" / "last.pt")
+    if ema:      # student.pt holds the average, last.pt the weights trained on and the average to resume
+        assert last["train"]["ema_steps"] == whole.steps
+        assert all(torch.equal(a[k], last["train"]["ema"][k]) for k in a)
+        assert not all(torch.equal(a[k], last["model"][k]) for k in a)
+        with pytest.raises(TrainingError, match="without a weight average"):
+            train(config(sim_bag, tmp_path / "plain", epochs=1), log=quiet)
+            train(config(sim_bag, tmp_path / "plain", epochs=1, resume=True, ema=ema), log=quiet)
+    else:
+        assert "ema" not in last["train"] and all(torch.equal(a[k], last["model"][k]) for k in a)
 
 
 @pytest.mark.slow

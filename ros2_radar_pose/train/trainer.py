@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from ros2_radar_pose import topics
@@ -68,6 +69,8 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 200
     grad_clip: float = 1.0
+    ema: float = 0.0                      # decay per step of an average of the weights (0: off), e.g. 0.999;
+                                          # validation, best.pt and student.pt then hold the average
     augment: Augment = field(default_factory=Augment)
     loss: LossWeights = field(default_factory=LossWeights)
     checkpoint_every: int = 500           # steps
@@ -91,6 +94,8 @@ class TrainConfig:
             raise ValueError("name at least one bag to train on")
         if min(self.epochs, self.batch_size, self.checkpoint_every, self.log_every) < 1 or not self.lr > 0:
             raise ValueError("epochs, batch_size, checkpoint_every and log_every must be >= 1, lr > 0")
+        if not 0 <= self.ema < 1:
+            raise ValueError("ema (the weight average's decay per step) must be in [0, 1)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -281,6 +286,15 @@ def _train(config, device, rank, world, lead, say, out, last, on_progress, shoul
                                 f"{total_steps} (other bags, epochs, batch size or processes?): resume with the "
                                 "same settings, or start a new output directory")
     trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    # The weights averaged over steps (buffers too: the input statistics), or the model itself.
+    average = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
+               if config.ema else None)
+    if average is not None and resumed:
+        if "ema" not in resumed["train"]:
+            raise TrainingError(f"{last} was trained without a weight average: resume with --ema 0")
+        average.module.load_state_dict(resumed["train"]["ema"])
+        average.n_averaged.fill_(resumed["train"]["ema_steps"])
+    kept = model if average is None else average.module
 
     writer = None
     if lead:
@@ -289,13 +303,15 @@ def _train(config, device, rank, world, lead, say, out, last, on_progress, shoul
     say(f"training on {device} ({world} process{'es' if world > 1 else ''}): {len(dataset)} stretches of "
         f"{config.windows_per_example} windows, {steps_per_epoch} steps per epoch, {total_steps} steps")
 
-    def checkpoint(path: Path) -> None:
+    def checkpoint(path: Path, weights: RadarPoseStudent = model) -> None:
+        """``weights``: the model to load from ``path``; the training state holds the rest."""
         if lead:
-            save_checkpoint(path, model, train={
-                "step": step, "total_steps": total_steps, "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": torch.get_rng_state()},
-                train_config=config.to_dict(),
-                label_topic=config.label_topic, best_val_mpjpe_cm=best)
+            state = {"step": step, "total_steps": total_steps, "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": torch.get_rng_state()}
+            if average is not None:
+                state.update(ema=average.module.state_dict(), ema_steps=int(average.n_averaged))
+            save_checkpoint(path, weights, train=state, train_config=config.to_dict(),
+                            label_topic=config.label_topic, best_val_mpjpe_cm=best)
 
     best = resumed["best_val_mpjpe_cm"] if resumed else None
     val_cm = best
@@ -334,6 +350,8 @@ def _train(config, device, rank, world, lead, say, out, last, on_progress, shoul
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 scaler.step(optimizer)
                 scaler.update()
+                if average is not None:
+                    average.update_parameters(model)
             scheduler.step()
             step += 1
             windows += len(labels["labelled"]) * world
@@ -358,19 +376,19 @@ def _train(config, device, rank, world, lead, say, out, last, on_progress, shoul
             continue
         if val_recordings:
             from ros2_radar_pose.train.evaluate import predict_last_frames  # noqa: PLC0415 - avoids a cycle
-            pred, truth = predict_last_frames(model, val_recordings, device=device)
+            pred, truth = predict_last_frames(kept, val_recordings, device=device)
             val_cm = 100 * float(np.nanmean(np.linalg.norm(pred - truth, axis=-1)))
             if writer:
                 writer.add_scalar("val/mpjpe_cm", val_cm, step)
             if best is None or val_cm < best:
                 best = val_cm
-                checkpoint(out / "best.pt")
+                checkpoint(out / "best.pt", kept)
         checkpoint(last)
     bar.close()
     checkpoint(last)
     final = out / "student.pt"
     if lead and not stopped:
-        save_checkpoint(final, model, train_config=config.to_dict(), label_topic=config.label_topic,
+        save_checkpoint(final, kept, train_config=config.to_dict(), label_topic=config.label_topic,
                         best_val_mpjpe_cm=best)
     if writer:
         writer.close()
