@@ -78,7 +78,7 @@ def student_run(name: str, train_bags: list[Path], test_bags: list[Path], args, 
     config = TrainConfig(bags=[str(b) for b in train_bags], out_dir=str(workdir / name), epochs=epochs or args.epochs,
                          init=None if init is None else str(init),
                          batch_size=args.batch_size, windows_per_example=args.windows_per_example, lr=args.lr,
-                         weight_decay=args.weight_decay,
+                         weight_decay=args.weight_decay, ema=args.ema,
                          student=StudentConfig(joint_set="mars_19", rotations=False, window=args.window, dim=args.dim,
                                                depth=args.depth, dropout=args.dropout, centred=args.centred),
                          augment=Augment(yaw_deg=args.yaw_deg, shift_m=args.shift_m if shift_m is None else shift_m,
@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
                              "3.34 cm centred, 1.36 not)")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--weight-decay", type=float, default=0.01, help="AdamW's")
+    parser.add_argument("--ema", type=float, default=0.0, help="decay of the weight average (0: none)")
     parser.add_argument("--dropout", type=float, default=0.1, help="the Performer's attention and feed-forward dropout")
     parser.add_argument("--warmup-steps", type=int, default=100)
     # MARS's subjects stand in one place before one radar; geometric augmentation, point dropout and
@@ -193,8 +194,8 @@ def main(argv: list[str] | None = None) -> dict:
             "machine": platform.machine(), "torch": torch.__version__,
             "settings": {k: getattr(args, k) for k in (
                 "epochs", "cnn_epochs", "batch_size", "windows_per_example", "window", "dim", "depth", "dropout",
-                "centred", "lr", "weight_decay", "yaw_deg", "shift_m", "scale", "point_dropout", "jitter_m", "ghosts",
-                "mirror", "cross_scale", "cross_shift_m", "preprocess", "pretrain_minutes", "seed")},
+                "centred", "lr", "weight_decay", "ema", "yaw_deg", "shift_m", "scale", "point_dropout", "jitter_m",
+                "ghosts", "mirror", "cross_scale", "cross_shift_m", "preprocess", "pretrain_minutes", "seed")},
             "within_subjects": within,
             "pretraining": pretrain if pretrained else None,
             "student_mae_cm": student_mae, "mars_cnn_mae_cm": cnn_mae,
