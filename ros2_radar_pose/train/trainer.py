@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from ros2_radar_pose import topics
@@ -193,6 +193,15 @@ def schedule(warmup: int, total: int) -> Callable[[int], float]:
     return factor
 
 
+def _ema(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The weight average's step: its decay ramps up as (1 + n) / (10 + n) over the first updates to
+    ``decay``, so the average of a short run is not left at the first step's weights."""
+    def update(average: torch.Tensor, current: torch.Tensor, updates: torch.Tensor) -> torch.Tensor:
+        keep = min(decay, (1.0 + float(updates)) / (10.0 + float(updates)))
+        return average + (current - average) * (1.0 - keep)
+    return update
+
+
 def epoch_batches(size: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[list[int]]:
     """This process's batches of an epoch: a permutation fixed by (seed, epoch), cut into full
     batches of ``batch_size`` per process (the remainder waits for the next epoch)."""
@@ -287,8 +296,7 @@ def _train(config, device, rank, world, lead, say, out, last, on_progress, shoul
                                 "same settings, or start a new output directory")
     trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     # The weights averaged over steps (buffers too: the input statistics), or the model itself.
-    average = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
-               if config.ema else None)
+    average = AveragedModel(model, avg_fn=_ema(config.ema), use_buffers=True) if config.ema else None
     if average is not None and resumed:
         if "ema" not in resumed["train"]:
             raise TrainingError(f"{last} was trained without a weight average: resume with --ema 0")
