@@ -110,6 +110,10 @@ class BagPlayerNode(Node):
             self.get_logger().error(f"{error} ({self.playback.published} message(s) published)")
             self.exit_code = 1
         except Exception as error:  # a bug must end the node with a message, not hang it
+            if self._stop.is_set() or not self.context.ok():
+                # Ctrl-C shut the context down while a message was on its way out: a stop, not a failure
+                self._state = "stopped"
+                return
             self._state = "failed"
             self.get_logger().fatal(f"playback failed: {type(error).__name__}: {error}")
             self.exit_code = 1
