@@ -39,9 +39,7 @@ JOINT_ERROR_SCALE = np.array([
      "left_collar": 1.0, "right_collar": 1.0, "head": 1.2, "left_shoulder": 1.2, "right_shoulder": 1.2,
      "left_knee": 1.5, "right_knee": 1.5, "left_elbow": 1.5, "right_elbow": 1.5}.get(name, 2.0)
     for name in SMPL_24.names])
-LEFT_RIGHT = np.array([SMPL_24.index(n.replace("left_", "right_")) if n.startswith("left_")
-                       else SMPL_24.index(n.replace("right_", "left_")) if n.startswith("right_") else i
-                       for i, n in enumerate(SMPL_24.names)])
+LEFT_RIGHT = np.array(SMPL_24.mirrored)
 
 
 @dataclass(frozen=True)
