@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ros2_radar_pose import topics
-from ros2_radar_pose.body.hybrik_ik import skeleton_targets
+from ros2_radar_pose.body.hybrik_ik import N_TWISTS, skeleton_targets
 from ros2_radar_pose.body.joint_sets import JOINT_SETS, SMPL_24, JointSet, by_name, mapping
 from ros2_radar_pose.body.models import AnthropometricBody
 from ros2_radar_pose.body.rotations import quaternion_to_matrix
@@ -36,6 +36,8 @@ from ros2_radar_pose.radar.preprocess import CloudPreprocessor, PreprocessConfig
 from ros2_radar_pose.student.inputs import MAX_POINTS, pack_clouds
 
 JOINT_SET_BY_COUNT = {len(s): s for s in JOINT_SETS.values()}
+# Twist k is joint k + 1's; joint 0 (the root) has none and is its own mirror image.
+TWISTS_MIRRORED = [SMPL_24.mirrored[k + 1] - 1 for k in range(N_TWISTS)]
 
 
 @dataclass
@@ -315,6 +317,4 @@ def _mirror(example: dict[str, np.ndarray], mirrored: tuple[int, ...]) -> None:
     example["points"][..., 1] *= -1
     example["targets"] = example["targets"][:, list(mirrored)] * np.array([1.0, -1.0, 1.0], np.float32)
     if "twist" in example:
-        # twist k is joint k + 1's; joint 0 (the root) has none and is its own image
-        order = [SMPL_24.mirrored[k + 1] - 1 for k in range(example["twist"].shape[1])]
-        example["twist"] = example["twist"][:, order] * np.array([1.0, -1.0], np.float32)
+        example["twist"] = example["twist"][:, TWISTS_MIRRORED] * np.array([1.0, -1.0], np.float32)
