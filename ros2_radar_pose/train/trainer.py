@@ -193,12 +193,19 @@ def schedule(warmup: int, total: int) -> Callable[[int], float]:
     return factor
 
 
-def _ema(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The weight average's step: its decay ramps up as (1 + n) / (10 + n) over the first updates to
-    ``decay``, so the average of a short run is not left at the first step's weights."""
-    def update(average: torch.Tensor, current: torch.Tensor, updates: torch.Tensor) -> torch.Tensor:
-        keep = min(decay, (1.0 + float(updates)) / (10.0 + float(updates)))
-        return average + (current - average) * (1.0 - keep)
+def _ema(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
+    """The weight average's step, in place on all parameters at once: its decay ramps up as
+    (1 + n) / (10 + n) over the first updates to ``decay``, so the average of a short run is not
+    left at the first step's weights. The decay is read once per step (one device sync, not one per
+    parameter)."""
+    def update(averages: list[torch.Tensor], currents: list[torch.Tensor], updates: torch.Tensor) -> None:
+        n = float(updates)
+        keep = min(decay, (1.0 + n) / (10.0 + n))
+        for average, current in zip(averages, currents):
+            if average.is_floating_point():
+                average.add_(current - average, alpha=1.0 - keep)
+            else:       # a counter (the Performer's redraws): averaged, then cut back to its type
+                average.copy_(average + (current - average) * (1.0 - keep))
     return update
 
 
@@ -296,7 +303,7 @@ def _train(config, device, rank, world, lead, say, out, last, on_progress, shoul
                                 "same settings, or start a new output directory")
     trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     # The weights averaged over steps (buffers too: the input statistics), or the model itself.
-    average = AveragedModel(model, avg_fn=_ema(config.ema), use_buffers=True) if config.ema else None
+    average = AveragedModel(model, multi_avg_fn=_ema(config.ema), use_buffers=True) if config.ema else None
     if average is not None and resumed:
         if "ema" not in resumed["train"]:
             raise TrainingError(f"{last} was trained without a weight average: resume with --ema 0")
