@@ -150,6 +150,30 @@ def test_mirror_augmentation_gives_the_labels_of_the_mirrored_person(sim_bag):
         assert low <= mirrored <= high, chance
 
 
+def test_a_person_coming_into_view_empties_the_frames_before_and_leaves_the_rest(sim_bag):
+    recordings, _ = load_bag(sim_bag, "smpl_24", rotations=True)
+    plain = WindowDataset(recordings, 8, NO_AUGMENT, windows=4)
+    appearing = WindowDataset(recordings, 8, dataclasses.replace(NO_AUGMENT, appear=1.0), windows=4)
+    firsts, full = set(), [i for i in range(len(plain))
+                            if plain[i]["mask"].any(dim=1).all() and plain[i]["labelled"].all()]
+    assert len(full) >= 40
+    for i in full[:40]:
+        a, b = plain[i], appearing[i]
+        seen = b["mask"].any(dim=1)
+        first = int(seen.to(torch.int64).argmax())
+        assert 1 <= first < 11 and not seen[:first].any() and not b["labelled"][:first].any()
+        assert torch.isnan(b["targets"][:first]).all() and torch.isnan(b["twist"][:first]).all()
+        assert (b["points"][:first] == 0).all()
+        # the frames from the first one on are the plain ones
+        torch.testing.assert_close(b["points"][first:], a["points"][first:])
+        torch.testing.assert_close(b["targets"][first:], a["targets"][first:])
+        assert b["labelled"][first:].all() and torch.equal(b["mask"][first:], a["mask"][first:])
+        firsts.add(first)
+    assert len(firsts) >= 5                                                 # where they appear varies
+    never = WindowDataset(recordings, 8, dataclasses.replace(NO_AUGMENT, appear=0.0), windows=4)
+    assert all(never[i]["labelled"].all() for i in full[:40])
+
+
 def test_losses_vanish_at_the_truth_and_ignore_what_is_unknown():
     targets = torch.randn(2, 4, 19, 3)
     labelled = torch.tensor([[True, True, False, True], [True] * 4])

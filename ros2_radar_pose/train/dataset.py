@@ -209,6 +209,8 @@ class Augment:
     ghosts: float = 1.0               # mean number of ghost points added per frame (Poisson)
     mirror: float = 0.0               # chance of a mirror image: y -> -y (the radar's left and right), joints
                                       # and twists of the left and right limbs trade places
+    appear: float = 0.0               # chance the person comes into view within the stretch: the frames before
+                                      # a random one lose their points and labels, as a recording's first do
 
 
 NO_AUGMENT = Augment(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
@@ -307,7 +309,20 @@ def _augment(example: dict[str, np.ndarray], aug: Augment, rng: np.random.Genera
             points[frame, free, 3] = rng.normal(0.0, 0.5, len(free))
             points[frame, free, 4] = rng.uniform(5.0, 15.0, len(free))
             mask[frame, free] = True
+    if aug.appear > 0 and rng.random() < aug.appear:     # no draw without it: old runs stay as they were
+        _not_yet_seen(example, int(rng.integers(1, len(mask))))
     points[~mask] = 0.0
+
+
+def _not_yet_seen(example: dict[str, np.ndarray], first: int) -> None:
+    """Empty the frames before ``first``, as padding before a recording's start: the streaming
+    student's first windows after a person comes into view hold frames without points, and only
+    the recordings' first seconds would teach it those otherwise."""
+    example["mask"][:first] = False
+    example["labelled"][:first] = False
+    example["targets"][:first] = np.nan
+    if "twist" in example:
+        example["twist"][:first] = np.nan
 
 
 def _mirror(example: dict[str, np.ndarray], mirrored: tuple[int, ...]) -> None:
