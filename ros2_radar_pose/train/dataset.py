@@ -36,6 +36,8 @@ from ros2_radar_pose.radar.preprocess import CloudPreprocessor, PreprocessConfig
 from ros2_radar_pose.student.inputs import MAX_POINTS, pack_clouds
 
 JOINT_SET_BY_COUNT = {len(s): s for s in JOINT_SETS.values()}
+# What a frame holds where nobody is seen (before a recording's start, or before a person appears).
+EMPTY_FRAME = {"points": 0.0, "mask": False, "targets": np.nan, "labelled": False, "twist": np.nan}
 # Twist k is joint k + 1's; joint 0 (the root) has none and is its own mirror image.
 TWISTS_MIRRORED = [SMPL_24.mirrored[k + 1] - 1 for k in range(N_TWISTS)]
 
@@ -264,10 +266,8 @@ class WindowDataset(torch.utils.data.Dataset):
             out[pad:] = array[frames]
             return out
 
-        example = {"points": padded(rec.points, 0.0), "mask": padded(rec.mask, False),
-                   "targets": padded(rec.targets, np.nan), "labelled": padded(rec.labelled, False)}
-        if self.with_twist:
-            example["twist"] = padded(rec.twist, np.nan)
+        keys = ("points", "mask", "targets", "labelled") + (("twist",) if self.with_twist else ())
+        example = {key: padded(getattr(rec, key), EMPTY_FRAME[key]) for key in keys}
         if self.augment is not None and self.augment != NO_AUGMENT:
             _augment(example, self.augment, np.random.default_rng([self.seed, self.epoch, int(i)]), self.mirrored)
         return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in example.items()}
@@ -318,11 +318,8 @@ def _not_yet_seen(example: dict[str, np.ndarray], first: int) -> None:
     """Empty the frames before ``first``, as padding before a recording's start: the streaming
     student's first windows after a person comes into view hold frames without points, and only
     the recordings' first seconds would teach it those otherwise."""
-    example["mask"][:first] = False
-    example["labelled"][:first] = False
-    example["targets"][:first] = np.nan
-    if "twist" in example:
-        example["twist"][:first] = np.nan
+    for key, array in example.items():
+        array[:first] = EMPTY_FRAME[key]
 
 
 def _mirror(example: dict[str, np.ndarray], mirrored: tuple[int, ...]) -> None:
