@@ -19,7 +19,7 @@ and the twist of each bone (body/hybrik_ik.py ``twist_from_rotations``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -215,7 +215,7 @@ class Augment:
                                       # a random one lose their points and labels, as a recording's first do
 
 
-NO_AUGMENT = Augment(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+NO_AUGMENT = Augment(**{f.name: 0.0 for f in fields(Augment)})     # every field, however many there are
 
 
 class WindowDataset(torch.utils.data.Dataset):
