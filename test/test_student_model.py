@@ -30,9 +30,13 @@ def test_shapes_and_twist_on_the_unit_circle():
     assert mars.joints.shape == (2, 8, 19, 3) and mars.twist is None
 
 
-def test_padded_points_take_no_part():
+TWO_STAGES = StudentConfig(**{**SMALL.__dict__, "point_stages": 2})
+
+
+@pytest.mark.parametrize("config", [SMALL, TWO_STAGES], ids=["one_stage", "two_stages"])
+def test_padded_points_take_no_part(config):
     x, mask = clouds()
-    student = model()
+    student = model(config)
     with torch.no_grad():
         before = student(x, mask).joints
         x2 = x.clone()
@@ -41,15 +45,18 @@ def test_padded_points_take_no_part():
     torch.testing.assert_close(before, after)
 
 
-def test_points_are_a_set_and_empty_frames_are_fine():
+@pytest.mark.parametrize("config", [SMALL, TWO_STAGES], ids=["one_stage", "two_stages"])
+def test_points_are_a_set_and_empty_frames_are_fine(config):
     x, mask = clouds()
-    student = model()
+    student = model(config)
     order = torch.randperm(x.shape[2])
     with torch.no_grad():
         torch.testing.assert_close(student(x, mask).joints, student(x[:, :, order], mask[:, :, order]).joints)
-        mask[0, 3] = False                                    # a frame the radar saw nothing in
-        out = student(x, mask)
+    mask[0, 3] = False                                        # a frame the radar saw nothing in
+    out = student(x, mask)
+    out.joints.sum().backward()
     assert torch.isfinite(out.joints).all()
+    assert all(torch.isfinite(p.grad).all() for p in student.parameters() if p.grad is not None)
 
 
 def test_a_centred_student_moves_with_the_person():
