@@ -199,9 +199,10 @@ def main(argv: list[str] | None = None) -> dict:
             "benchmark": "mars", "variant": args.variant, "device": args.device, "threads": args.threads,
             "machine": platform.machine(), "torch": torch.__version__,
             "settings": {k: getattr(args, k) for k in (
-                "epochs", "cnn_epochs", "batch_size", "windows_per_example", "window", "dim", "depth", "dropout",
-                "centred", "lr", "weight_decay", "ema", "yaw_deg", "shift_m", "scale", "point_dropout", "jitter_m",
-                "ghosts", "mirror", "cross_scale", "cross_shift_m", "preprocess", "pretrain_minutes", "seed")},
+                "epochs", "cnn_epochs", "batch_size", "windows_per_example", "window", "dim", "depth", "point_stages",
+                "dropout", "centred", "lr", "weight_decay", "ema", "yaw_deg", "shift_m", "scale", "point_dropout",
+                "jitter_m", "ghosts", "mirror", "cross_scale", "cross_shift_m", "preprocess", "pretrain_minutes",
+                "seed")},
             "within_subjects": within,
             "pretraining": pretrain if pretrained else None,
             "student_mae_cm": student_mae, "mars_cnn_mae_cm": cnn_mae,
