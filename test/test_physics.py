@@ -102,7 +102,7 @@ def knee_angle(positions: np.ndarray, side: int) -> np.ndarray:
     return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
-@pytest.mark.parametrize("bend_knees", [0.0, 0.5])
+@pytest.mark.parametrize("bend_knees", [0.0, 0.5, 1.0])
 def test_a_target_below_the_floor_comes_out_on_the_floor(shape, standing, bend_knees):
     # The estimate's 12 cm under the floor is shared: the root rises by (1 - bend_knees) of it and
     # the planted legs bend for the rest.
