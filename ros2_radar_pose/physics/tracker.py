@@ -348,7 +348,8 @@ class PhysicsTracker:
 
     def _bend_planted_legs(self, positions: np.ndarray) -> np.ndarray:
         """Floor-frame SMPL-24 ``positions`` (24, 3) with each planted foot (pinned last frame) that
-        is under the floor lifted onto it, its knee bent so thigh and shank keep this body's lengths
+        is under the floor lifted towards it (``bend_knees`` of its depth, no higher than
+        ``DEEPEST_SQUAT`` under the hip), its knee bent so thigh and shank keep this body's lengths
         and the knee stays in the leg's plane. A learned estimate that sinks into the floor has
         mostly kept the legs straight while the body went down (a squat or a sit seen as a standing
         body lowered); raising the root instead would undo the real part of the descent."""
