@@ -80,8 +80,7 @@ def student_run(name: str, train_bags: list[Path], test_bags: list[Path], args, 
                          batch_size=args.batch_size, windows_per_example=args.windows_per_example, lr=args.lr,
                          weight_decay=args.weight_decay, ema=args.ema,
                          student=StudentConfig(joint_set="mars_19", rotations=False, window=args.window, dim=args.dim,
-                                               depth=args.depth, dropout=args.dropout, centred=args.centred,
-                                               point_stages=args.point_stages),
+                                               depth=args.depth, dropout=args.dropout, centred=args.centred),
                          augment=Augment(yaw_deg=args.yaw_deg, shift_m=args.shift_m if shift_m is None else shift_m,
                                          scale=args.scale if scale is None else scale,
                                          point_dropout=args.point_dropout, jitter_m=args.jitter_m, ghosts=args.ghosts,
@@ -115,8 +114,6 @@ def main(argv: list[str] | None = None) -> dict:
                         help="frames (MARS runs at 10 Hz; MAE 1.32 cm with 32, 1.29 with 16)")
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--depth", type=int, default=4, help="Performer layers")
-    parser.add_argument("--point-stages", type=int, default=1,
-                        help="point encoder stages (2: each point also sees its frame's pooled features)")
     parser.add_argument("--centred", action=argparse.BooleanOptionalAction, default=False,
                         help="anchor each frame at its points' centroid, the student's default; off here: MARS "
                              "people exercise on one spot, and the raw clouds' outliers move the centroid (MAE "
@@ -199,10 +196,9 @@ def main(argv: list[str] | None = None) -> dict:
             "benchmark": "mars", "variant": args.variant, "device": args.device, "threads": args.threads,
             "machine": platform.machine(), "torch": torch.__version__,
             "settings": {k: getattr(args, k) for k in (
-                "epochs", "cnn_epochs", "batch_size", "windows_per_example", "window", "dim", "depth", "point_stages",
-                "dropout", "centred", "lr", "weight_decay", "ema", "yaw_deg", "shift_m", "scale", "point_dropout",
-                "jitter_m", "ghosts", "mirror", "cross_scale", "cross_shift_m", "preprocess", "pretrain_minutes",
-                "seed")},
+                "epochs", "cnn_epochs", "batch_size", "windows_per_example", "window", "dim", "depth", "dropout",
+                "centred", "lr", "weight_decay", "ema", "yaw_deg", "shift_m", "scale", "point_dropout", "jitter_m",
+                "ghosts", "mirror", "cross_scale", "cross_shift_m", "preprocess", "pretrain_minutes", "seed")},
             "within_subjects": within,
             "pretraining": pretrain if pretrained else None,
             "student_mae_cm": student_mae, "mars_cnn_mae_cm": cnn_mae,

@@ -51,8 +51,7 @@ class StudentConfig:
     depth: int = 2                    # Performer layers
     heads: int = 4
     nb_features: int = 64             # FAVOR+ random features per head
-    point_layers: int = 3             # shared MLP layers of the point encoder (of each stage)
-    point_stages: int = 1             # > 1: later stages also see the frame's pooled features (PointSetEncoder)
+    point_layers: int = 3             # shared MLP layers of the point encoder
     rotations: bool = True            # twist and β heads (SMPL-based joint sets only)
     num_betas: int = 4
     dropout: float = 0.1
@@ -62,9 +61,8 @@ class StudentConfig:
         joint_set = by_name(self.joint_set)
         if self.rotations and not joint_set.name.startswith(("smpl", "hybrik")):
             raise ValueError(f"rotations need an SMPL-based joint set, not {joint_set.name}")
-        sizes = (self.window, self.max_points, self.depth, self.point_layers, self.point_stages)
-        if min(sizes) < 1 or self.dim % self.heads:
-            raise ValueError("student: window, max_points, depth, point_layers and point_stages must be >= 1, "
+        if min(self.window, self.max_points, self.depth, self.point_layers) < 1 or self.dim % self.heads:
+            raise ValueError("student: window, max_points, depth and point_layers must be >= 1, "
                              "and dim a multiple of heads")
         if not 0 <= self.dropout < 1:
             raise ValueError("student: dropout must be in [0, 1)")
@@ -84,45 +82,26 @@ class StudentPose:
 
 
 class PointSetEncoder(nn.Module):
-    """Shared MLPs over points, then masked max and mean pooling: (B, W, N, 5) -> (B, W, dim).
+    """A shared MLP over points, then masked max and mean pooling: (B, W, N, 5) -> (B, W, dim)."""
 
-    With more than one stage, each later stage sees every point's features next to its frame's
-    max-pooled features (a two-stage PointNet, as in PointNet's segmentation branch), so a point is
-    encoded relative to the rest of its cloud rather than alone."""
-
-    def __init__(self, dim: int, layers: int, stages: int = 1):
+    def __init__(self, dim: int, layers: int):
         super().__init__()
-        self.mlp = _mlp(POINT_FEATURES, dim, layers)
-        self.later_stages = nn.ModuleList(_mlp(2 * dim, dim, layers) for _ in range(stages - 1))
+        blocks, width = [], POINT_FEATURES
+        for _ in range(layers):
+            blocks += [nn.Linear(width, dim), nn.LayerNorm(dim), nn.GELU()]
+            width = dim
+        self.mlp = nn.Sequential(*blocks)
         self.out = nn.Linear(2 * dim, dim)
         self.empty = nn.Parameter(torch.zeros(dim))
 
     def forward(self, points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        weight = mask.unsqueeze(-1).to(points.dtype)
-        count = weight.sum(dim=2)                                                # (B, W, 1)
         features = self.mlp(points)                                              # (B, W, N, dim)
-        for stage in self.later_stages:
-            largest = _masked_max(features, mask, count).unsqueeze(2).expand_as(features)
-            features = stage(torch.cat([features, largest], dim=-1))
+        weight = mask.unsqueeze(-1).to(features.dtype)
+        count = weight.sum(dim=2)                                                # (B, W, 1)
         mean = (features * weight).sum(dim=2) / count.clamp(min=1)
-        pooled = self.out(torch.cat([_masked_max(features, mask, count), mean], dim=-1))
+        largest = features.masked_fill(~mask.unsqueeze(-1), torch.finfo(features.dtype).min).amax(dim=2)
+        pooled = self.out(torch.cat([largest, mean], dim=-1))
         return torch.where(count > 0, pooled, self.empty.to(pooled.dtype))
-
-
-def _masked_max(features: torch.Tensor, mask: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-    """The largest of each frame's real points' features, (B, W, N, dim) -> (B, W, dim); 0 for a frame
-    without points (not the dtype's lowest value, which a later layer would turn into inf and NaN)."""
-    largest = features.masked_fill(~mask.unsqueeze(-1), torch.finfo(features.dtype).min).amax(dim=2)
-    return torch.where(count > 0, largest, 0.0)
-
-
-def _mlp(width: int, dim: int, layers: int) -> nn.Sequential:
-    """``layers`` of Linear, LayerNorm, GELU: (..., width) -> (..., dim)."""
-    blocks = []
-    for _ in range(layers):
-        blocks += [nn.Linear(width, dim), nn.LayerNorm(dim), nn.GELU()]
-        width = dim
-    return nn.Sequential(*blocks)
 
 
 class RadarPoseStudent(nn.Module):
@@ -137,7 +116,7 @@ class RadarPoseStudent(nn.Module):
         self.register_buffer("point_mean", torch.zeros(POINT_FEATURES))
         self.register_buffer("point_scale", torch.ones(POINT_FEATURES))
         self.register_buffer("root_mean", torch.zeros(3))
-        self.encoder = PointSetEncoder(config.dim, config.point_layers, config.point_stages)
+        self.encoder = PointSetEncoder(config.dim, config.point_layers)
         self.frame_position = nn.Parameter(torch.zeros(config.window, config.dim))
         nn.init.normal_(self.frame_position, std=0.02)
         self.temporal = Performer(dim=config.dim, depth=config.depth, heads=config.heads,
