@@ -369,8 +369,7 @@ class PhysicsTracker:
                 continue
             out = positions.copy() if out is None else out
             out[[ankle, foot], 2] += lift
-            out[knee] = _two_bone_knee(out[hip], out[knee], out[ankle], out[foot] - out[ankle],
-                                       *self._leg_lengths[side])
+            out[knee] = _two_bone_knee(out[hip], out[knee], out[ankle], out[foot] - out[ankle], thigh, shank)
         return positions if out is None else out
 
     def _soles(self, joints: np.ndarray) -> np.ndarray:
