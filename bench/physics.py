@@ -42,7 +42,7 @@ from scipy.spatial.transform import Rotation  # noqa: E402
 from ros2_radar_pose.body.models import AnthropometricBody  # noqa: E402
 from ros2_radar_pose.data.motions import Placement, make_motion  # noqa: E402
 from ros2_radar_pose.data.teacher_noise import TeacherNoise, teacher_labels  # noqa: E402
-from ros2_radar_pose.physics.humanoid import BodyShape  # noqa: E402
+from ros2_radar_pose.physics.humanoid import FOOT, BodyShape  # noqa: E402
 from ros2_radar_pose.physics.metrics import plausibility  # noqa: E402
 from ros2_radar_pose.physics.tracker import FloorFrame, PhysicsTracker, TrackerConfig  # noqa: E402
 from ros2_radar_pose.resources import SHIPPED_STUDENT, share_file  # noqa: E402
@@ -103,6 +103,18 @@ def student_sequence(name: str, body, floor: FloorFrame, rng: np.random.Generato
     return truth, motion.contacts[first:], motion.betas, positions, rotations.reshape(len(poses), 24, 3, 3)
 
 
+def stance_foot_agreement(estimate: np.ndarray, contacts: np.ndarray) -> float | None:
+    """Share of the truth's single-support frames in which the slower ball of foot of ``estimate``
+    (T, 24, 3) is the truth's stance foot (``contacts`` (T, 2)): 1 where the estimate shows the gait,
+    0.5 (chance) where it does not, and then no refinement can tell which foot to keep still. None
+    without single support."""
+    single = contacts[1:].sum(axis=1) == 1
+    if not single.any():
+        return None
+    speed = np.linalg.norm(np.diff(estimate[:, list(FOOT), :2], axis=0), axis=-1)              # (T-1, 2)
+    return float(((speed[:, 0] < speed[:, 1]) == contacts[1:, 0])[single].mean())
+
+
 def run(motions: tuple[str, ...], config: TrackerConfig, seeds: range, checkpoint: str | None = None) -> dict:
     body, floor = AnthropometricBody(), FloorFrame()
     results, before_all, after_all, rates = {}, [], [], []
@@ -126,7 +138,9 @@ def run(motions: tuple[str, ...], config: TrackerConfig, seeds: range, checkpoin
         before_all.append(before)
         after_all.append(after)
         rates.append(len(positions) / seconds)
+        agreement = stance_foot_agreement(estimate, contacts)
         results[f"{name}/{seed}"] = {"frames": len(positions), "before": before.to_json_dict(),
+                                     "stance_foot_agreement": None if agreement is None else round(agreement, 3),
                                      "after": after.to_json_dict(), "frames_per_s": round(rates[-1], 1)}
 
     def mean_ratio(key: str) -> float:

@@ -1,6 +1,7 @@
 """The synthetic-world benchmarks run and report what they claim (their figures come from full runs)."""
 import json
 
+import numpy as np
 import pytest
 
 from bench import attention, load, mars, physics, sim_vs_real, simulate, student_latency, teacher
@@ -101,6 +102,23 @@ def test_physics_bench_scores_before_and_after_on_the_same_frames(capsys):
     assert squat["after"]["penetration_max_mm"] < squat["before"]["penetration_max_mm"]
     assert set(result["targets_met"]) == {"skating", "penetration", "jitter", "mpjpe", "speed"}
     assert result["summary"]["frames_per_s"] > 0
+
+
+def test_the_stance_foot_agreement_reads_the_gait_off_an_estimate():
+    from ros2_radar_pose.body.models import AnthropometricBody
+    from ros2_radar_pose.physics.humanoid import FOOT
+    from ros2_radar_pose.physics.tracker import FloorFrame
+
+    truth, contacts, *_ = physics.noisy_sequence("walk", AnthropometricBody(), FloorFrame(), np.random.default_rng(0))
+    assert physics.stance_foot_agreement(truth, contacts) > 0.9               # the truth walks
+    swapped = truth.copy()
+    swapped[:, list(FOOT)] = truth[:, list(reversed(FOOT))]
+    assert physics.stance_foot_agreement(swapped, contacts) < 0.1             # feet the wrong way round
+    gliding = truth.copy()
+    gliding[:, list(FOOT), :2] = truth[:, :1, :2] + [[0.1, 0.0], [-0.1, 0.0]]  # feet carried along with the root,
+    gliding[:, list(FOOT), :2] += np.random.default_rng(1).normal(0.0, 0.01, (len(truth), 2, 2))  # and noisy
+    assert 0.2 < physics.stance_foot_agreement(gliding, contacts) < 0.8
+    assert physics.stance_foot_agreement(truth, np.ones_like(contacts)) is None  # no single support
 
 
 def test_physics_bench_refines_the_shipped_student_by_default(capsys):
