@@ -21,7 +21,7 @@ from ros2_radar_pose.student.checkpoint import CheckpointError, load_student, re
 from ros2_radar_pose.student.model import RadarPoseStudent, StudentConfig, StudentPose, windows_of
 from ros2_radar_pose.train.dataset import NO_AUGMENT, Augment, WindowDataset, _mirror, _rotation_targets, load_bag
 from ros2_radar_pose.train.evaluate import predict_last_frames
-from ros2_radar_pose.train.losses import pose_losses
+from ros2_radar_pose.train.losses import LossWeights, pose_losses
 from ros2_radar_pose.train.trainer import TrainConfig, TrainingError, epoch_batches, train
 
 TINY = StudentConfig(window=8, dim=32, depth=1, heads=2, nb_features=16, point_layers=2)
@@ -191,6 +191,22 @@ def test_losses_vanish_at_the_truth_and_ignore_what_is_unknown():
     shaky = targets.clone()
     shaky[:, 1::2] += 0.05
     assert float(pose_losses(StudentPose(shaky[:, :, 0], shaky), batch, MARS_19)["velocity"]) > 0.02
+
+
+def test_the_newest_frame_weight_adds_that_frame_s_error_alone():
+    targets = torch.zeros(2, 4, 19, 3)
+    batch = {"targets": targets, "labelled": torch.ones(2, 4, dtype=torch.bool)}
+    late = targets.clone()
+    late[:, -1] += 0.04                                        # only the newest frame is wrong
+    early = targets.clone()
+    early[:, 0] += 0.04                                        # only the oldest
+    plain = pose_losses(StudentPose(late[:, :, 0], late), batch, MARS_19)
+    assert "newest" not in plain
+    weighted = pose_losses(StudentPose(late[:, :, 0], late), batch, MARS_19, LossWeights(newest=2.0))
+    assert float(weighted["newest"]) == pytest.approx(0.04, abs=1e-6)
+    assert float(weighted["total"]) == pytest.approx(float(plain["total"]) + 0.08, abs=1e-6)
+    other = pose_losses(StudentPose(early[:, :, 0], early), batch, MARS_19, LossWeights(newest=2.0))
+    assert float(other["newest"]) < 1e-7
 
 
 def test_stretches_make_each_frame_the_newest_of_one_window_and_predict_as_windows_do(sim_bag):

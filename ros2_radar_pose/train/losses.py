@@ -21,6 +21,7 @@ class LossWeights:
     velocity: float = 0.5
     twist: float = 0.1
     betas: float = 1e-3        # shape is not labelled: keep β near the average body
+    newest: float = 0.0        # extra joint loss on each window's newest frame, the one streaming predicts
 
 
 def _masked_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -41,7 +42,8 @@ def pose_losses(pose: StudentPose, batch: dict[str, torch.Tensor], joint_set: Jo
     known = batch["labelled"][..., None] & torch.isfinite(targets).all(-1)              # (B, W, K)
     targets = torch.nan_to_num(targets)
     predicted = predicted.float()
-    terms = {"joints": _masked_mean((predicted - targets).abs().mean(-1), known)}
+    joint_error = (predicted - targets).abs().mean(-1)                                 # (B, W, K)
+    terms = {"joints": _masked_mean(joint_error, known)}
 
     parent, child = (torch.tensor(side, device=targets.device) for side in zip(*bones))
 
@@ -54,6 +56,11 @@ def pose_losses(pose: StudentPose, batch: dict[str, torch.Tensor], joint_set: Jo
     step = (predicted[:, 1:] - predicted[:, :-1]) - (targets[:, 1:] - targets[:, :-1])
     terms["velocity"] = _masked_mean(step.abs().mean(-1), moving)
     total = terms["joints"] + weights.bone * terms["bones"] + weights.velocity * terms["velocity"]
+    if weights.newest:
+        # Every frame of a window is trained, but streaming reads the newest alone, which sees no
+        # frame after it: this term spends more of the model on that frame.
+        terms["newest"] = _masked_mean(joint_error[:, -1], known[:, -1])
+        total = total + weights.newest * terms["newest"]
     if pose.twist is not None and "twist" in batch:
         twist_known = batch["labelled"][..., None] & torch.isfinite(batch["twist"]).all(-1)
         error = (pose.twist.float() - torch.nan_to_num(batch["twist"])).square().sum(-1)
