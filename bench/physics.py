@@ -42,8 +42,8 @@ from scipy.spatial.transform import Rotation  # noqa: E402
 from ros2_radar_pose.body.models import AnthropometricBody  # noqa: E402
 from ros2_radar_pose.data.motions import Placement, make_motion  # noqa: E402
 from ros2_radar_pose.data.teacher_noise import TeacherNoise, teacher_labels  # noqa: E402
-from ros2_radar_pose.physics.humanoid import FOOT, BodyShape  # noqa: E402
-from ros2_radar_pose.physics.metrics import plausibility  # noqa: E402
+from ros2_radar_pose.physics.humanoid import BodyShape  # noqa: E402
+from ros2_radar_pose.physics.metrics import foot_travel, plausibility  # noqa: E402
 from ros2_radar_pose.physics.tracker import FloorFrame, PhysicsTracker, TrackerConfig  # noqa: E402
 from ros2_radar_pose.resources import SHIPPED_STUDENT, share_file  # noqa: E402
 
@@ -111,8 +111,8 @@ def stance_foot_agreement(estimate: np.ndarray, contacts: np.ndarray) -> float |
     single = contacts[1:].sum(axis=1) == 1
     if not single.any():
         return None
-    speed = np.linalg.norm(np.diff(estimate[:, list(FOOT), :2], axis=0), axis=-1)              # (T-1, 2)
-    return float(((speed[:, 0] < speed[:, 1]) == contacts[1:, 0])[single].mean())
+    travel = foot_travel(estimate)
+    return float(((travel[:, 0] < travel[:, 1]) == contacts[1:, 0])[single].mean())
 
 
 def run(motions: tuple[str, ...], config: TrackerConfig, seeds: range, checkpoint: str | None = None) -> dict:

@@ -48,6 +48,12 @@ def sole_depth(positions: np.ndarray, clearance: np.ndarray) -> np.ndarray:
     return sole_heights(feet, clearance[:, :2])
 
 
+def foot_travel(positions: np.ndarray) -> np.ndarray:
+    """(T-1, 2) horizontal travel (m) of the ball of each foot from each frame of ``positions``
+    (T, 24, 3) to the next."""
+    return np.linalg.norm(np.diff(positions[:, list(FOOT), :2], axis=0), axis=-1)
+
+
 def mpjpe_mm(a: np.ndarray, b: np.ndarray) -> float:
     """Mean per-joint position error (mm) of (T, J, 3) sequences, over frames where both are finite."""
     error = np.linalg.norm(a - b, axis=-1)
@@ -64,8 +70,7 @@ def plausibility(positions: np.ndarray, clearance: np.ndarray, contacts: np.ndar
         contacts = sole < CONTACT_HEIGHT
     if contacts.shape != (len(positions), 2):
         raise ValueError(f"contacts must be (T, 2) = {(len(positions), 2)}, got {contacts.shape}")
-    balls = positions[:, list(FOOT), :2]                                                 # (T, 2, 2)
-    travel = np.linalg.norm(np.diff(balls, axis=0), axis=-1)                             # (T-1, 2)
+    travel = foot_travel(positions)
     held = contacts[1:] & contacts[:-1]
     skating = float(travel[held].mean() * 1000) if held.any() else 0.0
     depth = np.clip(-sole, 0.0, None)
