@@ -100,7 +100,11 @@ def student_run(name: str, train_bags: list[Path], test_bags: list[Path], args, 
     train_recordings = load_bags([str(b) for b in train_bags], "mars_19", False, log=quiet, preprocess=False)
     _, train_labels = frames_of(train_recordings)
     mean_pose = np.broadcast_to(train_labels.mean(axis=0), truth.shape)
+    # What is left once the student's mean error per joint over the test frames is taken away: a
+    # bound on what any correction for the person (their size, where they stand) could give.
+    less_mean_error = pred - np.nanmean(pred - truth, axis=0)
     return {"student": scored(pred, truth), "mean_pose": scored(mean_pose, truth),
+            "student_less_mean_error": scored(less_mean_error, truth),
             "student_train_s": round(seconds, 1), "student_windows_per_s": round(result.windows_per_s, 1),
             "student_steps": result.steps, "train_recordings": train_recordings}
 
