@@ -18,6 +18,7 @@ from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Header
 
+from ros2_radar_pose.nodes.bag_player import SETTLE_AFTER_MATCH_S
 from ros2_radar_pose.radar.fields import FieldMappingError
 from ros2_radar_pose.radar.preprocess import CloudPreprocessor, PreprocessConfig, RigidTransform
 from ros2_radar_pose.radar.ti_uart import (
@@ -59,7 +60,7 @@ class RadarIngestNode(Node):
             "replay_file": param("uart.replay_file", "", "read this recorded byte stream instead of the radar"),
             "replay_rate": param("uart.replay_rate", 20.0, "frames per second when replaying (0: as read)"),
             "replay_loop": param("uart.replay_loop", False, "replay the file again and again"),
-            "replay_wait_subscribers": param("uart.replay_wait_subscribers", 0, "start the replay once "
+            "replay_wait_subscribers": param("uart.replay_wait_subscribers", 0, "start the replay 1 s after "
                                              "radar_pose/points has this many subscribers"),
             "device": param("uart.device", "auto", "auto, xwr14xx, xwr16xx, xwr18xx or xwr68xx"),
             "ti_to_ros_axes": param("uart.ti_to_ros_axes", True, "turn TI axes (y forward) into ROS axes"),
@@ -127,6 +128,9 @@ class RadarIngestNode(Node):
         while replay and self.publisher.get_subscription_count() < uart["replay_wait_subscribers"]:
             if self._stop.wait(0.05):
                 return
+        # Matched here does not yet mean matched on the subscriber's side: frames sent at once can be lost.
+        if replay and uart["replay_wait_subscribers"] and self._stop.wait(SETTLE_AFTER_MATCH_S):
+            return
         while not self._stop.is_set():
             try:
                 source = (FileByteSource(replay, loop=uart["replay_loop"]) if replay else
