@@ -29,12 +29,11 @@ from ros2_radar_pose.data.playback import Playback
 from ros2_radar_pose.ros.dds import use_discovery_profile
 from ros2_radar_pose.ros.diagnostics import ERROR, OK, WARN, NodeDiagnostics
 from ros2_radar_pose.ros.params import ParameterError, declare
-from ros2_radar_pose.ros.run import raise_unless_shut_down
+from ros2_radar_pose.ros.run import raise_unless_shut_down, wait_for_subscribers
 from ros2_radar_pose.ros.time import from_seconds
 
 # A latched topic keeps this many messages at most for late subscribers.
 MAX_LATCHED = 1000
-SETTLE_AFTER_MATCH_S = 1.0
 
 
 class BagPlayerNode(Node):
@@ -94,12 +93,7 @@ class BagPlayerNode(Node):
 
     def _play(self) -> None:
         try:
-            while self._subscription_count() < self.wait_subscribers:
-                if self._stop.wait(0.05):
-                    return
-            # Discovery is not symmetric: this publisher sees a subscription a moment before that
-            # subscriber has matched this publisher, and best-effort messages sent meanwhile are lost.
-            if self.wait_subscribers and self._stop.wait(SETTLE_AFTER_MATCH_S):
+            if not wait_for_subscribers(self._subscription_count, self.wait_subscribers, self._stop):
                 return
             self._state = "playing"
             if self.playback.run(self._publish, self._stop.wait):

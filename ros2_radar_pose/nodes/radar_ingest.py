@@ -18,7 +18,6 @@ from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Header
 
-from ros2_radar_pose.nodes.bag_player import SETTLE_AFTER_MATCH_S
 from ros2_radar_pose.radar.fields import FieldMappingError
 from ros2_radar_pose.radar.preprocess import CloudPreprocessor, PreprocessConfig, RigidTransform
 from ros2_radar_pose.radar.ti_uart import (
@@ -33,7 +32,7 @@ from ros2_radar_pose.ros.diagnostics import FrameStats, NodeDiagnostics
 from ros2_radar_pose.ros.params import ParameterError, declare, declare_dataclass, declare_vector
 from ros2_radar_pose.ros.pointcloud2 import CloudDecoder, PointCloudError, cloud_to_pointcloud2
 from ros2_radar_pose.ros.qos import SENSOR_PUBLICATION, SENSOR_SUBSCRIPTION
-from ros2_radar_pose.ros.run import spin_node
+from ros2_radar_pose.ros.run import spin_node, wait_for_subscribers
 from ros2_radar_pose.ros.time import to_seconds
 
 PARSER_PROBLEMS = ("frames_truncated", "frames_invalid", "point_count_mismatches", "side_info_mismatches")
@@ -125,11 +124,8 @@ class RadarIngestNode(Node):
         replay, rate = uart["replay_file"], uart["replay_rate"]
         parser = TIFrameParser(uart["device"])
         reported = dict.fromkeys(PARSER_PROBLEMS, 0)
-        while replay and self.publisher.get_subscription_count() < uart["replay_wait_subscribers"]:
-            if self._stop.wait(0.05):
-                return
-        # Matched here does not yet mean matched on the subscriber's side: frames sent at once can be lost.
-        if replay and uart["replay_wait_subscribers"] and self._stop.wait(SETTLE_AFTER_MATCH_S):
+        if replay and not wait_for_subscribers(self.publisher.get_subscription_count,
+                                               uart["replay_wait_subscribers"], self._stop):
             return
         while not self._stop.is_set():
             try:

@@ -21,11 +21,10 @@ from rclpy.node import Node
 from std_msgs.msg import String
 
 from ros2_radar_pose.data.bags import BagError
-from ros2_radar_pose.nodes.bag_player import SETTLE_AFTER_MATCH_S
 from ros2_radar_pose.ros.diagnostics import ERROR, OK, WARN, NodeDiagnostics
 from ros2_radar_pose.ros.params import ParameterError, declare
 from ros2_radar_pose.ros.qos import LATCHED_STATUS
-from ros2_radar_pose.ros.run import raise_unless_shut_down
+from ros2_radar_pose.ros.run import SETTLE_AFTER_MATCH_S, raise_unless_shut_down
 from ros2_radar_pose.student.checkpoint import CheckpointError
 from ros2_radar_pose.train.trainer import Progress, TrainConfig, TrainingError, train
 

@@ -15,6 +15,21 @@ from ros2_radar_pose.ros import keeper
 from ros2_radar_pose.ros.dds import use_discovery_profile
 from ros2_radar_pose.ros.params import ParameterError
 
+# Discovery is not symmetric: a publisher sees a subscription a moment before that subscriber has
+# matched the publisher, and messages sent meanwhile are lost.
+SETTLE_AFTER_MATCH_S = 1.0
+
+
+def wait_for_subscribers(count: Callable[[], int], wanted: int, stop: threading.Event) -> bool:
+    """Block until ``count()`` (a publisher's subscription count) reaches ``wanted``, then for
+    SETTLE_AFTER_MATCH_S more (not at all for ``wanted`` 0); False if ``stop`` is set first."""
+    if wanted <= 0:
+        return True
+    while count() < wanted:
+        if stop.wait(0.05):
+            return False
+    return not stop.wait(SETTLE_AFTER_MATCH_S)
+
 
 def spin_node(make_node: Callable[[], Node], name: str, args=None) -> None:
     """Init rclpy, build the node with ``make_node`` and spin it until Ctrl-C or shutdown, in a
