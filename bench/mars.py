@@ -8,12 +8,13 @@ Data: MARS subjects 1 and 3 (``../shared/data/mars`` or $RADAR_POSE_MARS), raw c
   Targets: student MAE <= 1.2 cm, and <= 20 % of the MARS CNN's MAE.
 - Cross-subject (``--cross``): train on one subject (both splits), score on the other, both ways.
   Target: student MAE <= 40 % of the mean-pose reference's (the mean training pose).
+  ``--cross --no-within`` runs this part alone.
 
 MAE is MARS's: the mean absolute error per axis over the 19 joints and all frames, averaged over
 the three axes (train/metrics.py). The student predicts each frame as the newest of its window,
 as the student node does; the CNN sees one frame, as in MARS.
 
-    ./dev.sh bench mars [--epochs 120] [--cnn-epochs 150] [--cross] [--pretrain-minutes 18] [--threads N]
+    ./dev.sh bench mars [--epochs 120] [--cnn-epochs 150] [--cross [--no-within]] [--pretrain-minutes 18] [--threads N]
 
 ``--pretrain-minutes`` first trains on synthetic recordings and fine-tunes on MARS, the way the
 product is meant to be trained (synthetic bags, then real ones).
@@ -109,6 +110,28 @@ def student_run(name: str, train_bags: list[Path], test_bags: list[Path], args, 
             "student_steps": result.steps, "train_recordings": train_recordings}
 
 
+def within_subjects(bags: dict[str, Path], args, workdir: Path, pretrained: Path | None) -> dict:
+    """Train the student and the MARS CNN on subjects 1 + 3 ``validate``, score both (and the mean
+    pose) on their ``test``: the result's within-subject part."""
+    within = student_run("student", [bags["train"]], [bags["test"]], args, workdir, init=pretrained)
+    started = time.perf_counter()
+    train_clouds, train_labels = frames_of(within.pop("train_recordings"))
+    cnn = train_mars_cnn(train_clouds, train_labels, epochs=args.cnn_epochs, seed=args.seed,
+                         progress=args.progress, device=args.device)
+    cnn_seconds = time.perf_counter() - started
+    test_clouds, test_labels = frames_of(load_bags([str(bags["test"])], "mars_19", False, log=quiet,
+                                                   preprocess=False))
+    within["mars_cnn"] = scored(predict_mars_cnn(cnn, test_clouds), test_labels)
+    within["mars_cnn_train_s"] = round(cnn_seconds, 1)
+    student_mae = within["student"]["mae_cm"]["mean"]
+    cnn_mae = within["mars_cnn"]["mae_cm"]["mean"]
+    return {"within_subjects": within, "student_mae_cm": student_mae, "mars_cnn_mae_cm": cnn_mae,
+            "student_over_cnn": round(student_mae / cnn_mae, 3),
+            "target_mae_cm": TARGET_MAE_CM, "target_of_cnn": TARGET_OF_CNN,
+            "target_mae_met": student_mae <= TARGET_MAE_CM,
+            "target_of_cnn_met": student_mae <= TARGET_OF_CNN * cnn_mae}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", default=None, help="MARS folder (default: ../shared/data/mars or $RADAR_POSE_MARS)")
@@ -176,12 +199,16 @@ def main(argv: list[str] | None = None) -> dict:
                              "fine-tune on MARS (default 0: MARS only)")
     parser.add_argument("--pretrain-epochs", type=int, default=20)
     parser.add_argument("--cross", action="store_true", help="also train on one subject and score on the other")
+    parser.add_argument("--within", action=argparse.BooleanOptionalAction, default=True,
+                        help="the within-subject runs (student, CNN); --no-within --cross scores across subjects only")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--progress", action="store_true", help="progress bars on stderr")
     parser.add_argument("--workdir", type=Path, default=None, help="keep bags and checkpoints here")
     args = parser.parse_args(argv)
+    if not (args.within or args.cross):
+        parser.error("--no-within leaves nothing to run without --cross")
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as temporary:
@@ -191,7 +218,8 @@ def main(argv: list[str] | None = None) -> dict:
         for name, parts in {"train": [("1", "validate"), ("3", "validate")], "test": [("1", "test"), ("3", "test")],
                             "subject1": [("1", "validate"), ("1", "test")],
                             "subject3": [("3", "validate"), ("3", "test")]}.items():
-            if name.startswith("subject") and not args.cross:
+            wanted = {"train": args.within, "test": args.within or args.pretrain_minutes > 0}.get(name, args.cross)
+            if not wanted:
                 continue
             bags[name] = workdir / f"mars_{name}"
             write_mars_bag(bags[name], [load_mars(s, split, args.variant, root=args.root) for s, split in parts],
@@ -206,18 +234,6 @@ def main(argv: list[str] | None = None) -> dict:
                               epochs=args.pretrain_epochs)
             pretrained = workdir / "pretrain" / "student.pt"
             pretrain = {"synthetic_only": run["student"], "seconds": round(time.perf_counter() - started, 1)}
-        within = student_run("student", [bags["train"]], [bags["test"]], args, workdir, init=pretrained)
-        started = time.perf_counter()
-        train_clouds, train_labels = frames_of(within.pop("train_recordings"))
-        cnn = train_mars_cnn(train_clouds, train_labels, epochs=args.cnn_epochs, seed=args.seed,
-                             progress=args.progress, device=args.device)
-        cnn_seconds = time.perf_counter() - started
-        test_clouds, test_labels = frames_of(load_bags([str(bags["test"])], "mars_19", False, log=quiet,
-                                                       preprocess=False))
-        within["mars_cnn"] = scored(predict_mars_cnn(cnn, test_clouds), test_labels)
-        within["mars_cnn_train_s"] = round(cnn_seconds, 1)
-        student_mae = within["student"]["mae_cm"]["mean"]
-        cnn_mae = within["mars_cnn"]["mae_cm"]["mean"]
         result = {
             "benchmark": "mars", "variant": args.variant, "device": args.device, "threads": args.threads,
             "machine": platform.machine(), "torch": torch.__version__,
@@ -226,13 +242,10 @@ def main(argv: list[str] | None = None) -> dict:
                 "dropout", "centred", "lr", "weight_decay", "ema", "newest_weight", "bone_weight", "velocity_weight",
                 "yaw_deg", "shift_m", "scale", "point_dropout", "jitter_m", "ghosts", "mirror", "cross_scale",
                 "cross_shift_m", "preprocess", "pretrain_minutes", "seed")},
-            "within_subjects": within,
             "pretraining": pretrain if pretrained else None,
-            "student_mae_cm": student_mae, "mars_cnn_mae_cm": cnn_mae,
-            "student_over_cnn": round(student_mae / cnn_mae, 3),
-            "target_mae_cm": TARGET_MAE_CM, "target_of_cnn": TARGET_OF_CNN,
-            "target_mae_met": student_mae <= TARGET_MAE_CM, "target_of_cnn_met": student_mae <= TARGET_OF_CNN * cnn_mae,
         }
+        if args.within:
+            result.update(within_subjects(bags, args, workdir, pretrained))
         if args.cross:
             cross = {}
             for source, target in (("subject1", "subject3"), ("subject3", "subject1")):

@@ -93,6 +93,19 @@ def test_mars_bench_scores_the_student_and_both_references_on_the_same_frames(ca
     assert capsys.readouterr().out.count("\n") == 1
 
 
+
+@pytest.mark.skipif(not mars_available(), reason="MARS data not found (../shared/data/mars or $RADAR_POSE_MARS)")
+def test_mars_bench_runs_the_cross_subject_part_alone(capsys, tmp_path):
+    with pytest.raises(SystemExit):                          # nothing to run
+        mars.main(["--no-within"])
+    result = mars.main(["--epochs", "1", "--dim", "32", "--depth", "1", "--window", "4", "--windows-per-example", "4",
+                        "--batch-size", "16", "--threads", "2", "--cross", "--no-within", "--workdir", str(tmp_path)])
+    assert "within_subjects" not in result and "student_mae_cm" not in result
+    assert set(result["cross_subject"]) == {"subject1_to_subject3", "subject3_to_subject1"}
+    assert not (tmp_path / "student").exists() and not (tmp_path / "mars_train").exists()   # no within training
+    assert result["cross_subject"]["subject3_to_subject1"]["student"]["frames"] == 2374 + 2362   # all of subject 1
+    assert capsys.readouterr().out.count("\n") == 1
+
 def test_physics_bench_scores_before_and_after_on_the_same_frames(capsys):
     physics.main(["--motions", "squat", "--seeds", "1", "--noise"])
     lines = capsys.readouterr().out.splitlines()
