@@ -37,7 +37,7 @@ import torch
 
 from bench.mars_cnn import predict_mars_cnn, train_mars_cnn
 from ros2_radar_pose.body.joint_sets import MARS_19
-from ros2_radar_pose.data.mars import load_mars
+from ros2_radar_pose.data.mars import MarsRecording, load_mars
 from ros2_radar_pose.data.mars_bag import write_mars_bag
 from ros2_radar_pose.data.synthetic import simulate_bag
 from ros2_radar_pose.student.checkpoint import load_student
@@ -72,6 +72,14 @@ def scored(pred: np.ndarray, truth: np.ndarray) -> dict:
     return {k: result[k] for k in ("frames", "mae_cm", "mpjpe_cm", "pa_mpjpe_cm")}
 
 
+def predictions(checkpoint: str | Path, test_bags: list[Path], args) -> tuple[np.ndarray, np.ndarray]:
+    """The student's pose of every labelled frame of ``test_bags``, each the newest of its window, as
+    the student node predicts it, and the labels: both (T, 19, 3)."""
+    model = load_student(checkpoint, args.device)
+    test = load_bags([str(b) for b in test_bags], "mars_19", False, log=quiet, preprocess=args.preprocess)
+    return predict_last_frames(model, test, device=args.device)
+
+
 def student_run(name: str, train_bags: list[Path], test_bags: list[Path], args, workdir: Path,
                 init: Path | None = None, epochs: int | None = None, scale: float | None = None,
                 shift_m: float | None = None) -> dict:
@@ -95,9 +103,7 @@ def student_run(name: str, train_bags: list[Path], test_bags: list[Path], args, 
     started = time.perf_counter()
     result = train(config, log=quiet)
     seconds = time.perf_counter() - started
-    model = load_student(result.checkpoint, args.device)
-    test = load_bags([str(b) for b in test_bags], "mars_19", False, log=quiet, preprocess=args.preprocess)
-    pred, truth = predict_last_frames(model, test, device=args.device)
+    pred, truth = predictions(result.checkpoint, test_bags, args)
     train_recordings = load_bags([str(b) for b in train_bags], "mars_19", False, log=quiet, preprocess=False)
     _, train_labels = frames_of(train_recordings)
     mean_pose = np.broadcast_to(train_labels.mean(axis=0), truth.shape)
@@ -130,6 +136,43 @@ def within_subjects(bags: dict[str, Path], args, workdir: Path, pretrained: Path
             "target_mae_cm": TARGET_MAE_CM, "target_of_cnn": TARGET_OF_CNN,
             "target_mae_met": student_mae <= TARGET_MAE_CM,
             "target_of_cnn_met": student_mae <= TARGET_OF_CNN * cnn_mae}
+
+
+def calibration_session(recording: MarsRecording, frames: int, stretches: int = 10) -> list[MarsRecording]:
+    """``frames`` frames of ``recording`` in ``stretches`` evenly spaced stretches of consecutive frames,
+    the first at its start and the last at its end. A MARS split holds the ten exercises one after
+    another, so ten stretches give a few seconds of each: what a user would record of a new person."""
+    length = frames // stretches
+    if length < 1 or length * stretches > len(recording):
+        raise ValueError(f"cannot take {stretches} stretches of {frames} frames in all from {len(recording)}")
+    starts = np.linspace(0, len(recording) - length, stretches).round().astype(int)
+    return [recording.frames(a, a + length) for a in starts]
+
+
+def calibrated_run(source: str, target: str, args, workdir: Path, source_bag: Path) -> dict:
+    """Fine-tune the student that learnt ``source`` (from ``source_bag``) on a short session of
+    ``target`` (frames of its ``validate`` split, ``calibration_session``) and score it on ``target``'s
+    ``test`` split, with the student before fine-tuning (``before``) and ``source``'s mean pose (the
+    cross-subject reference) on the same frames. ``mean_pose`` is here the mean of the session's
+    labels: the new person's own mean pose."""
+    session, test = workdir / f"mars_{target}_session", workdir / f"mars_{target}_test"
+    subject = target.removeprefix("subject")
+    write_mars_bag(session, calibration_session(load_mars(subject, "validate", args.variant, root=args.root),
+                                                args.calibrate_frames), overwrite=True)
+    write_mars_bag(test, [load_mars(subject, "test", args.variant, root=args.root)], overwrite=True)
+    before = scored(*predictions(workdir / f"cross_{source}" / "student.pt", [test], args))
+    run = student_run(f"calibrated_{source}", [session], [test], args, workdir,
+                      init=workdir / f"cross_{source}" / "student.pt", epochs=args.calibrate_epochs,
+                      scale=args.cross_scale, shift_m=args.cross_shift_m)
+    run["session_frames"] = sum(len(r) for r in run.pop("train_recordings"))
+    run["before"] = before
+    run["student_over_before"] = round(run["student"]["mae_cm"]["mean"] / before["mae_cm"]["mean"], 3)
+    _, source_labels = frames_of(load_bags([str(source_bag)], "mars_19", False, log=quiet, preprocess=False))
+    _, truth = frames_of(load_bags([str(test)], "mars_19", False, log=quiet, preprocess=False))
+    run["source_mean_pose"] = scored(np.broadcast_to(source_labels.mean(axis=0), truth.shape), truth)
+    run["student_over_source_mean_pose"] = round(run["student"]["mae_cm"]["mean"]
+                                                 / run["source_mean_pose"]["mae_cm"]["mean"], 3)
+    return run
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -199,6 +242,10 @@ def main(argv: list[str] | None = None) -> dict:
                              "fine-tune on MARS (default 0: MARS only)")
     parser.add_argument("--pretrain-epochs", type=int, default=20)
     parser.add_argument("--cross", action="store_true", help="also train on one subject and score on the other")
+    parser.add_argument("--calibrate-frames", type=int, default=0,
+                        help="with --cross: then fine-tune each cross-subject student on this many frames of the other "
+                             "subject (10 stretches of their validate split) and score it on their test split")
+    parser.add_argument("--calibrate-epochs", type=int, default=30, help="epochs of that fine-tuning")
     parser.add_argument("--within", action=argparse.BooleanOptionalAction, default=True,
                         help="the within-subject runs (student, CNN); --no-within --cross scores across subjects only")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -241,7 +288,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "epochs", "cnn_epochs", "batch_size", "windows_per_example", "window", "dim", "depth", "nb_features",
                 "dropout", "centred", "lr", "weight_decay", "ema", "newest_weight", "bone_weight", "velocity_weight",
                 "yaw_deg", "shift_m", "scale", "point_dropout", "jitter_m", "ghosts", "mirror", "cross_scale",
-                "cross_shift_m", "preprocess", "pretrain_minutes", "seed")},
+                "cross_shift_m", "calibrate_frames", "calibrate_epochs", "preprocess", "pretrain_minutes", "seed")},
             "pretraining": pretrain if pretrained else None,
         }
         if args.within:
@@ -254,6 +301,8 @@ def main(argv: list[str] | None = None) -> dict:
                 run.pop("train_recordings")
                 run["student_over_mean_pose"] = round(run["student"]["mae_cm"]["mean"]
                                                       / run["mean_pose"]["mae_cm"]["mean"], 3)
+                if args.calibrate_frames > 0:
+                    run["calibrated"] = calibrated_run(source, target, args, workdir, bags[source])
                 cross[f"{source}_to_{target}"] = run
             result["cross_subject"] = cross
             result["target_cross_of_mean"] = TARGET_CROSS_OF_MEAN

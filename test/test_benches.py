@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from bench import attention, load, mars, physics, sim_vs_real, simulate, student_latency, teacher
-from ros2_radar_pose.data.mars import available
+from ros2_radar_pose.data.mars import available, load_mars
 from ros2_radar_pose.student.checkpoint import read_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -99,12 +99,37 @@ def test_mars_bench_runs_the_cross_subject_part_alone(capsys, tmp_path):
     with pytest.raises(SystemExit):                          # nothing to run
         mars.main(["--no-within"])
     result = mars.main(["--epochs", "1", "--dim", "32", "--depth", "1", "--window", "4", "--windows-per-example", "4",
-                        "--batch-size", "16", "--threads", "2", "--cross", "--no-within", "--workdir", str(tmp_path)])
+                        "--batch-size", "16", "--threads", "2", "--cross", "--no-within", "--calibrate-frames", "60",
+                        "--calibrate-epochs", "1", "--workdir", str(tmp_path)])
     assert "within_subjects" not in result and "student_mae_cm" not in result
     assert set(result["cross_subject"]) == {"subject1_to_subject3", "subject3_to_subject1"}
     assert not (tmp_path / "student").exists() and not (tmp_path / "mars_train").exists()   # no within training
     assert result["cross_subject"]["subject3_to_subject1"]["student"]["frames"] == 2374 + 2362   # all of subject 1
+    # fine-tuned on 60 frames of the other subject's validate split, scored on their test split
+    calibrated = result["cross_subject"]["subject1_to_subject3"]["calibrated"]
+    assert calibrated["session_frames"] == 60
+    assert calibrated["student"]["frames"] == calibrated["before"]["frames"] == 1769
+    assert calibrated["before"]["mae_cm"]["mean"] != calibrated["student"]["mae_cm"]["mean"]
+    assert calibrated["source_mean_pose"]["mae_cm"]["mean"] == pytest.approx(9.595, abs=0.001)   # measured apart
+    assert read_checkpoint(tmp_path / "calibrated_subject1" / "student.pt")["train_config"]["init"] == str(
+        tmp_path / "cross_subject1" / "student.pt")
     assert capsys.readouterr().out.count("\n") == 1
+
+
+@pytest.mark.skipif(not mars_available(), reason="MARS data not found (../shared/data/mars or $RADAR_POSE_MARS)")
+def test_a_calibration_session_takes_evenly_spaced_stretches_from_start_to_end():
+    recording = load_mars("3", "validate")
+    session = mars.calibration_session(recording, 600)
+    assert [len(r) for r in session] == [60] * 10
+    assert session[0].frame_numbers[0] == recording.frame_numbers[0]
+    assert session[-1].frame_numbers[-1] == recording.frame_numbers[-1]
+    firsts = [int(r.frame_numbers[0]) for r in session]
+    assert firsts == sorted(firsts) and all(b - a >= 60 for a, b in zip(firsts, firsts[1:]))   # no overlap
+    with pytest.raises(ValueError, match="stretches"):
+        mars.calibration_session(recording, 5)                    # fewer frames than stretches
+    with pytest.raises(ValueError, match="stretches"):
+        mars.calibration_session(recording, len(recording) + 10)
+
 
 def test_physics_bench_scores_before_and_after_on_the_same_frames(capsys):
     physics.main(["--motions", "squat", "--seeds", "1", "--noise"])

@@ -46,7 +46,7 @@ import gzip
 import os
 import warnings
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -109,6 +109,11 @@ class MarsRecording:
 
     def __len__(self) -> int:
         return len(self.clouds)
+
+    def frames(self, start: int, stop: int) -> MarsRecording:
+        """Frames ``start`` to ``stop`` (exclusive) as a recording of their own."""
+        return replace(self, clouds=self.clouds[start:stop], skeletons=self.skeletons[start:stop],
+                       stamps=self.stamps[start:stop], frame_numbers=self.frame_numbers[start:stop])
 
 
 def default_root() -> Path:
