@@ -8,7 +8,9 @@ Data: MARS subjects 1 and 3 (``../shared/data/mars`` or $RADAR_POSE_MARS), raw c
   Targets: student MAE <= 1.2 cm, and <= 20 % of the MARS CNN's MAE.
 - Cross-subject (``--cross``): train on one subject (both splits), score on the other, both ways.
   Target: student MAE <= 40 % of the mean-pose reference's (the mean training pose).
-  ``--cross --no-within`` runs this part alone.
+  ``--cross --no-within`` runs this part alone. ``--calibrate-frames N`` then fine-tunes each
+  cross-subject student on N frames of the other subject and scores it on their ``test`` split
+  (what a short recording of a new person gives; not the target, which is for unseen people).
 
 MAE is MARS's: the mean absolute error per axis over the 19 joints and all frames, averaged over
 the three axes (train/metrics.py). The student predicts each frame as the newest of its window,
@@ -256,6 +258,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if not (args.within or args.cross):
         parser.error("--no-within leaves nothing to run without --cross")
+    if args.calibrate_frames and not args.cross:
+        parser.error("--calibrate-frames fine-tunes the cross-subject students: it needs --cross")
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as temporary:

@@ -98,6 +98,8 @@ def test_mars_bench_scores_the_student_and_both_references_on_the_same_frames(ca
 def test_mars_bench_runs_the_cross_subject_part_alone(capsys, tmp_path):
     with pytest.raises(SystemExit):                          # nothing to run
         mars.main(["--no-within"])
+    with pytest.raises(SystemExit):                          # no cross-subject student to fine-tune
+        mars.main(["--calibrate-frames", "60"])
     result = mars.main(["--epochs", "1", "--dim", "32", "--depth", "1", "--window", "4", "--windows-per-example", "4",
                         "--batch-size", "16", "--threads", "2", "--cross", "--no-within", "--calibrate-frames", "60",
                         "--calibrate-epochs", "1", "--workdir", str(tmp_path)])
