@@ -151,29 +151,26 @@ def calibration_session(recording: MarsRecording, frames: int, stretches: int = 
     return [recording.frames(a, a + length) for a in starts]
 
 
-def calibrated_run(source: str, target: str, args, workdir: Path, source_bag: Path) -> dict:
-    """Fine-tune the student that learnt ``source`` (from ``source_bag``) on a short session of
-    ``target`` (frames of its ``validate`` split, ``calibration_session``) and score it on ``target``'s
-    ``test`` split, with the student before fine-tuning (``before``) and ``source``'s mean pose (the
-    cross-subject reference) on the same frames. ``mean_pose`` is here the mean of the session's
-    labels: the new person's own mean pose."""
+def calibrated_run(source: str, target: str, args, workdir: Path, source_labels: np.ndarray) -> dict:
+    """Fine-tune the student that learnt ``source`` on a short session of ``target`` (frames of its
+    ``validate`` split, ``calibration_session``) and score it on ``target``'s ``test`` split, with the
+    student before fine-tuning (``before``) and ``source``'s mean pose (the cross-subject reference,
+    from its labels ``source_labels`` (T, 19, 3)) on the same frames. ``mean_pose`` is here the mean
+    of the session's labels: the new person's own mean pose."""
     session, test = workdir / f"mars_{target}_session", workdir / f"mars_{target}_test"
     subject = target.removeprefix("subject")
     write_mars_bag(session, calibration_session(load_mars(subject, "validate", args.variant, root=args.root),
                                                 args.calibrate_frames), overwrite=True)
     write_mars_bag(test, [load_mars(subject, "test", args.variant, root=args.root)], overwrite=True)
-    before = scored(*predictions(workdir / f"cross_{source}" / "student.pt", [test], args))
-    run = student_run(f"calibrated_{source}", [session], [test], args, workdir,
-                      init=workdir / f"cross_{source}" / "student.pt", epochs=args.calibrate_epochs,
-                      scale=args.cross_scale, shift_m=args.cross_shift_m)
+    cross_student = workdir / f"cross_{source}" / "student.pt"
+    pred, truth = predictions(cross_student, [test], args)
+    run = student_run(f"calibrated_{source}", [session], [test], args, workdir, init=cross_student,
+                      epochs=args.calibrate_epochs, scale=args.cross_scale, shift_m=args.cross_shift_m)
     run["session_frames"] = sum(len(r) for r in run.pop("train_recordings"))
-    run["before"] = before
-    run["student_over_before"] = round(run["student"]["mae_cm"]["mean"] / before["mae_cm"]["mean"], 3)
-    _, source_labels = frames_of(load_bags([str(source_bag)], "mars_19", False, log=quiet, preprocess=False))
-    _, truth = frames_of(load_bags([str(test)], "mars_19", False, log=quiet, preprocess=False))
+    run["before"] = scored(pred, truth)
     run["source_mean_pose"] = scored(np.broadcast_to(source_labels.mean(axis=0), truth.shape), truth)
-    run["student_over_source_mean_pose"] = round(run["student"]["mae_cm"]["mean"]
-                                                 / run["source_mean_pose"]["mae_cm"]["mean"], 3)
+    for reference in ("before", "source_mean_pose"):
+        run[f"student_over_{reference}"] = round(run["student"]["mae_cm"]["mean"] / run[reference]["mae_cm"]["mean"], 3)
     return run
 
 
@@ -302,11 +299,11 @@ def main(argv: list[str] | None = None) -> dict:
             for source, target in (("subject1", "subject3"), ("subject3", "subject1")):
                 run = student_run(f"cross_{source}", [bags[source]], [bags[target]], args, workdir, init=pretrained,
                                   scale=args.cross_scale, shift_m=args.cross_shift_m)
-                run.pop("train_recordings")
+                _, source_labels = frames_of(run.pop("train_recordings"))
                 run["student_over_mean_pose"] = round(run["student"]["mae_cm"]["mean"]
                                                       / run["mean_pose"]["mae_cm"]["mean"], 3)
                 if args.calibrate_frames > 0:
-                    run["calibrated"] = calibrated_run(source, target, args, workdir, bags[source])
+                    run["calibrated"] = calibrated_run(source, target, args, workdir, source_labels)
                 cross[f"{source}_to_{target}"] = run
             result["cross_subject"] = cross
             result["target_cross_of_mean"] = TARGET_CROSS_OF_MEAN

@@ -93,7 +93,6 @@ def test_mars_bench_scores_the_student_and_both_references_on_the_same_frames(ca
     assert capsys.readouterr().out.count("\n") == 1
 
 
-
 @pytest.mark.skipif(not mars_available(), reason="MARS data not found (../shared/data/mars or $RADAR_POSE_MARS)")
 def test_mars_bench_runs_the_cross_subject_part_alone(capsys, tmp_path):
     with pytest.raises(SystemExit):                          # nothing to run
