@@ -74,6 +74,21 @@ def scored(pred: np.ndarray, truth: np.ndarray) -> dict:
     return {k: result[k] for k in ("frames", "mae_cm", "mpjpe_cm", "pa_mpjpe_cm")}
 
 
+HEAD, ANKLES = MARS_19.index("Head"), [MARS_19.index("AnkleLeft"), MARS_19.index("AnkleRight")]
+
+
+def standing_height(joints: np.ndarray) -> float:
+    """The median over frames of the head's height over the ankles, in metres; joints (T, 19, 3)."""
+    return float(np.nanmedian(joints[:, HEAD, 2] - joints[:, ANKLES, 2].mean(axis=1)))
+
+
+def scaled_to_height(pred: np.ndarray, height_m: float) -> np.ndarray:
+    """``pred`` (T, 19, 3) scaled in each frame about the midpoint of its ankles, so that its standing
+    height becomes ``height_m``: a smaller person stands on the same floor, not raised at the feet."""
+    ankles = pred[:, ANKLES].mean(axis=1, keepdims=True)
+    return ankles + height_m / standing_height(pred) * (pred - ankles)
+
+
 def predictions(checkpoint: str | Path, test_bags: list[Path], args) -> tuple[np.ndarray, np.ndarray]:
     """The student's pose of every labelled frame of ``test_bags``, each the newest of its window, as
     the student node predicts it, and the labels: both (T, 19, 3)."""
@@ -112,8 +127,11 @@ def student_run(name: str, train_bags: list[Path], test_bags: list[Path], args, 
     # What is left once the student's mean error per joint over the test frames is taken away: a
     # bound on what any correction for the person (their size, where they stand) could give.
     less_mean_error = pred - np.nanmean(pred - truth, axis=0)
+    # And what knowing the person's height alone would give (read off the labels here, so again a bound).
+    at_their_height = scaled_to_height(pred, standing_height(truth))
     return {"student": scored(pred, truth), "mean_pose": scored(mean_pose, truth),
             "student_less_mean_error": scored(less_mean_error, truth),
+            "student_at_their_height": scored(at_their_height, truth),
             "student_train_s": round(seconds, 1), "student_windows_per_s": round(result.windows_per_s, 1),
             "student_steps": result.steps, "train_recordings": train_recordings}
 

@@ -83,6 +83,7 @@ def test_mars_bench_scores_the_student_and_both_references_on_the_same_frames(ca
     assert result["target_cross_met"] == all(r["student_over_mean_pose"] <= 0.4 for r in cross.values())
     for run in cross.values():   # a student that saw one person is off on average on the other: the bound is lower
         assert run["student_less_mean_error"]["mae_cm"]["mean"] < 0.95 * run["student"]["mae_cm"]["mean"]
+        assert run["student_at_their_height"]["frames"] == run["student"]["frames"]
 
     def augment(run):
         return read_checkpoint(tmp_path / run / "student.pt")["train_config"]["augment"]
@@ -91,6 +92,20 @@ def test_mars_bench_scores_the_student_and_both_references_on_the_same_frames(ca
     for run in ("cross_subject1", "cross_subject3"):
         assert (augment(run)["scale"], augment(run)["shift_m"]) == (0.08, 0.1)
     assert capsys.readouterr().out.count("\n") == 1
+
+
+def test_a_skeleton_scaled_to_a_height_keeps_its_feet_on_the_floor():
+    rng = np.random.default_rng(0)
+    tall = rng.normal(0.0, 0.3, (5, 19, 3))
+    tall[:, mars.ANKLES, 2] = -0.9                           # on the floor, 0.9 m below the radar
+    tall[:, mars.HEAD, 2] = 0.8 + 0.01 * np.arange(5)         # head 1.70-1.74 m over the ankles
+    assert mars.standing_height(tall) == pytest.approx(1.72)
+    ankles = tall[:, mars.ANKLES].mean(axis=1, keepdims=True)
+    short = mars.scaled_to_height(tall, 1.548)               # 0.9 of the height
+    assert mars.standing_height(short) == pytest.approx(1.548)
+    np.testing.assert_allclose(short[:, mars.ANKLES].mean(axis=1, keepdims=True), ankles)   # stands where it stood
+    np.testing.assert_allclose(short[:, mars.ANKLES, 2], -0.9)                                # on the same floor
+    np.testing.assert_allclose(short - ankles, 0.9 * (tall - ankles))         # the rest shrinks towards them
 
 
 @pytest.mark.skipif(not mars_available(), reason="MARS data not found (../shared/data/mars or $RADAR_POSE_MARS)")
