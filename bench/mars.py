@@ -127,7 +127,7 @@ def student_run(name: str, train_bags: list[Path], test_bags: list[Path], args, 
     # What is left once the student's mean error per joint over the test frames is taken away: a
     # bound on what any correction for the person (their size, where they stand) could give.
     less_mean_error = pred - np.nanmean(pred - truth, axis=0)
-    # And what knowing the person's height alone would give (read off the labels here, so again a bound).
+    # And what knowing the person's height alone would give (read off their labels, as no student could).
     at_their_height = scaled_to_height(pred, standing_height(truth))
     return {"student": scored(pred, truth), "mean_pose": scored(mean_pose, truth),
             "student_less_mean_error": scored(less_mean_error, truth),
