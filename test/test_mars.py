@@ -204,7 +204,6 @@ def test_synthetic_round_trip(tmp_path):
     assert available(tmp_path) == [("subject1", "test", "woutlier")]
 
 
-
 def test_a_stretch_of_frames_is_a_recording_of_its_own(tmp_path):
     write_mars(tmp_path)
     rec = load_mars(1, "test", root=tmp_path)
@@ -214,6 +213,7 @@ def test_a_stretch_of_frames_is_a_recording_of_its_own(tmp_path):
     np.testing.assert_array_equal(part.skeletons, rec.skeletons[1:])
     assert part.clouds[1] is rec.clouds[2] and part.subject == rec.subject
     assert len(rec) == 3                                     # the recording itself is left as it was
+
 
 def test_rising_abs_time_becomes_the_stamps(tmp_path):
     rows = [[*row[:7], 1000.0 + 0.1 * row[0]] for row in POINT_ROWS]
